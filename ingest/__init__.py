@@ -1,0 +1,112 @@
+"""ingest: a multi-tenant event ingestion service (Flask + Socket.IO)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event as sa_event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import middleware
+from .config import load_config
+from .errors import register_error_handlers
+from .extensions import cors, db, limiter, migrate, socketio
+
+RATE_LIMIT_HEADERS = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+]
+
+
+def create_app(test_config: Mapping | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app.config.from_mapping(load_config(app.instance_path))
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.json.sort_keys = False
+    _configure_logging(app)
+    _ensure_instance_folder(app)
+    _compact_json_columns(app)
+
+    if app.config["TRUSTED_PROXIES"]:
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    middleware.init_app(app)
+    db.init_app(app)
+    _tune_sqlite(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    limiter.init_app(app)
+    cors.init_app(
+        app,
+        resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+        allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
+        expose_headers=[*RATE_LIMIT_HEADERS, "X-Request-ID"],
+    )
+    socketio.init_app(
+        app,
+        async_mode=app.config["SOCKETIO_ASYNC_MODE"],
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        channel=app.config["SOCKETIO_CHANNEL"],
+        cors_allowed_origins=app.config["CORS_ORIGINS"],
+    )
+    register_error_handlers(app)
+
+    from . import events, health, tenants
+
+    app.register_blueprint(tenants.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def _migrations_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _configure_logging(app: Flask) -> None:
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def _ensure_instance_folder(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+
+def _compact_json_columns(app: Flask) -> None:
+    # Keep non-ASCII text as itself so `q` search matches it, and store no spare spaces.
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    options.setdefault(
+        "json_serializer",
+        lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":")),
+    )
+
+
+def _tune_sqlite(app: Flask) -> None:
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    synchronous = app.config["SQLITE_SYNCHRONOUS"]
+
+    with app.app_context():
+
+        @sa_event.listens_for(db.engine, "connect")
+        def _on_connect(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers run beside the writer; busy_timeout makes writers queue
+            # instead of failing with "database is locked".
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()

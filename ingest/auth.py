@@ -1,0 +1,185 @@
+"""Credentials → who is calling: the admin, or one tenant. Keys, tokens and decorators."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from flask import current_app, g, request
+from limits import parse as parse_rate_limit
+
+from . import extensions
+from .errors import AuthenticationFailed, Forbidden, RateLimited
+from .models import Tenant
+
+API_KEY_PREFIX = "ik_"
+_JWT_ALGORITHM = "HS256"
+_JWT_AUDIENCE = "ingest:tenant"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as. ``tenant_id`` is None for the admin."""
+
+    tenant_id: int | None
+    rate_limit: int | None = None
+    via: str = "admin"  # "admin", "api_key" or "jwt"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key: str
+    prefix: str
+    digest: str
+
+
+def hash_api_key(key: str) -> str:
+    # Keys carry 256 bits of entropy, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_api_key() -> NewApiKey:
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return NewApiKey(key=key, prefix=key[:10], digest=hash_api_key(key))
+
+
+def issue_token(tenant_id: int) -> tuple[str, int]:
+    """A short-lived HS256 JWT scoped to one tenant; returns (token, seconds to expiry)."""
+    ttl = current_app.config["TOKEN_TTL_SECONDS"]
+    now = int(time.time())
+    claims = {"sub": str(tenant_id), "aud": _JWT_AUDIENCE, "iat": now, "exp": now + ttl}
+    token = jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=_JWT_ALGORITHM)
+    return token, ttl
+
+
+def _tenant_from_api_key(key: str) -> Principal | None:
+    digest = hash_api_key(key)
+    tenant = extensions.db.session.execute(
+        extensions.db.select(Tenant.id, Tenant.rate_limit, Tenant.api_key_hash).where(
+            Tenant.api_key_hash == digest
+        )
+    ).first()
+    if tenant is None or not hmac.compare_digest(tenant.api_key_hash, digest):
+        return None
+    return Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="api_key")
+
+
+def _tenant_from_jwt(token: str) -> Principal | None:
+    try:
+        claims = jwt.decode(
+            token,
+            current_app.config["SECRET_KEY"],
+            algorithms=[_JWT_ALGORITHM],
+            audience=_JWT_AUDIENCE,
+            options={"require": ["exp", "sub", "aud"]},
+        )
+        tenant_id = int(claims["sub"])
+    except (jwt.InvalidTokenError, ValueError):
+        return None
+    tenant = extensions.db.session.get(Tenant, tenant_id)
+    if tenant is None:
+        return None
+    return Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="jwt")
+
+
+def resolve_credentials(api_key: str | None, bearer: str | None) -> Principal | None:
+    """The principal for these credentials, or None. Used by HTTP and Socket.IO alike."""
+    if api_key:
+        return _tenant_from_api_key(api_key)
+    if not bearer:
+        return None
+    if hmac.compare_digest(bearer.encode(), current_app.config["ADMIN_TOKEN"].encode()):
+        return Principal(tenant_id=None)
+    return _tenant_from_jwt(bearer)
+
+
+def _bearer_token() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _auth_failure_limit():
+    return parse_rate_limit(current_app.config["AUTH_FAILURE_RATE_LIMIT"])
+
+
+def _client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _refuse(message: str):
+    """Count a failed attempt against the caller's address, then refuse it."""
+    extensions.limiter.limiter.hit(_auth_failure_limit(), "auth-failures", _client_address())
+    raise AuthenticationFailed(message)
+
+
+def _ensure_not_locked_out() -> None:
+    limit = _auth_failure_limit()
+    if not extensions.limiter.limiter.test(limit, "auth-failures", _client_address()):
+        reset_at, _ = extensions.limiter.limiter.get_window_stats(
+            limit, "auth-failures", _client_address()
+        )
+        retry_after = max(1, int(reset_at - time.time()))
+        raise RateLimited(
+            "Too many failed authentication attempts from this address.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def authenticate() -> Principal:
+    """The principal of the current request, or AuthenticationFailed. Cached on ``g``."""
+    if "principal" in g:
+        return g.principal
+    _ensure_not_locked_out()
+    api_key = request.headers.get("X-API-Key")
+    bearer = _bearer_token()
+    if not api_key and not bearer:
+        _refuse("Send an API key in X-API-Key or a token in 'Authorization: Bearer'.")
+    principal = resolve_credentials(api_key, bearer)
+    if principal is None:
+        _refuse("Invalid, expired or revoked credentials.")
+    g.principal = principal
+    g.tenant_id = principal.tenant_id
+    return principal
+
+
+def require_admin(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if not authenticate().is_admin:
+            raise Forbidden("This needs the admin token.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_tenant(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if authenticate().is_admin:
+            raise Forbidden(
+                "Events belong to a tenant: use its API key, or a token from "
+                "POST /api/v1/tenants/<id>/token."
+            )
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_any(view):
+    """Admin or any tenant; the view checks which tenant it may see."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        authenticate()
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,126 @@
+"""Every setting, read from the environment in one place, with defaults and validation."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from limits import parse as parse_rate_limit
+
+
+class ConfigError(ValueError):
+    """A setting in the environment is malformed."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    try:
+        parse_rate_limit(value)
+    except ValueError:
+        raise ConfigError(f"{name} must look like '6000/minute', got {value!r}") from None
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:
+    value = env.get(name) or default
+    if value.upper() in {a.upper() for a in allowed}:
+        return next(a for a in allowed if a.upper() == value.upper())
+    raise ConfigError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the driver for URLs written the way users write them.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, whose C wait loop
+    blocks every other greenlet under eventlet; psycopg2 cooperates.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dict:
+    """Return the Flask config mapping built from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    database_url = normalise_database_url(
+        env.get("DATABASE_URL") or f"sqlite:///{Path(instance_path) / 'ingest.db'}"
+    )
+    redis_url = env.get("REDIS_URL") or None
+    is_sqlite = database_url.startswith("sqlite")
+
+    engine_options: dict = {"pool_pre_ping": True}
+    if not is_sqlite:
+        engine_options.update(
+            pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
+            max_overflow=_int(env, "DB_MAX_OVERFLOW", 20),
+            pool_recycle=_int(env, "DB_POOL_RECYCLE", 1800),
+            pool_timeout=_int(env, "DB_POOL_TIMEOUT", 10, minimum=1),
+        )
+
+    admin_token = env.get("ADMIN_TOKEN") or ""
+    secret_key = env.get("SECRET_KEY") or ""
+
+    return {
+        "HOST": env.get("HOST") or "127.0.0.1",
+        "PORT": _int(env, "PORT", 5000, minimum=1),
+        # Generated secrets last for the life of the process; the entry point prints the
+        # admin token once (like Jupyter) so a new user can sign in.
+        "SECRET_KEY": secret_key or secrets.token_urlsafe(32),
+        "SECRET_KEY_GENERATED": not secret_key,
+        "ADMIN_TOKEN": admin_token or secrets.token_urlsafe(32),
+        "ADMIN_TOKEN_GENERATED": not admin_token,
+        "TOKEN_TTL_SECONDS": _int(env, "TOKEN_TTL_SECONDS", 900, minimum=1),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SQLITE_SYNCHRONOUS": _choice(
+            env, "SQLITE_SYNCHRONOUS", "FULL", {"NORMAL", "FULL", "EXTRA"}
+        ),
+        "REDIS_URL": redis_url,
+        "SOCKETIO_MESSAGE_QUEUE": env.get("SOCKETIO_MESSAGE_QUEUE") or redis_url,
+        "SOCKETIO_CHANNEL": env.get("SOCKETIO_CHANNEL") or "ingest-socketio",
+        "SOCKETIO_ASYNC_MODE": _choice(
+            env, "SOCKETIO_ASYNC_MODE", "eventlet", {"eventlet", "threading"}
+        ),
+        "REPLAY_LIMIT": _int(env, "REPLAY_LIMIT", 1000, minimum=1),
+        # Named TENANT_* in Flask's config: Flask-Limiter reads RATELIMIT_DEFAULT itself and
+        # would apply it to every route, keyed by IP.
+        "TENANT_RATE_LIMIT_DEFAULT": _rate(env, "RATELIMIT_DEFAULT", "6000/minute"),
+        "TENANT_READ_RATE_LIMIT": _rate(env, "RATELIMIT_READS", "1200/minute"),
+        "AUTH_FAILURE_RATE_LIMIT": _rate(env, "RATELIMIT_AUTH_FAILURES", "60/minute"),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or redis_url or "memory://",
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "ingest",
+        "RATELIMIT_STRATEGY": "sliding-window-counter",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "CORS_ORIGINS": [o.strip() for o in (env.get("CORS_ORIGINS") or "*").split(",")],
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 5 * 1024 * 1024, minimum=1024),
+        "MAX_BATCH_EVENTS": _int(env, "MAX_BATCH_EVENTS", 1000, minimum=1),
+        "MAX_METADATA_BYTES": _int(env, "MAX_METADATA_BYTES", 64 * 1024, minimum=2),
+        "MAX_METADATA_DEPTH": _int(env, "MAX_METADATA_DEPTH", 32, minimum=1),
+        "MAX_FUTURE_SKEW_SECONDS": _int(env, "MAX_FUTURE_SKEW_SECONDS", 3600),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+    }

@@ -1,0 +1,79 @@
+"""Database models: tenants and their events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC on every backend and always hands back an aware datetime.
+
+    SQLite has no time zones; without this, values would come back naive there
+    and aware on PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON elsewhere.
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+SequenceNumber = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # Case-folded name: uniqueness is case-insensitive on every backend.
+    name_key: Mapped[str] = mapped_column(String(100), unique=True)
+    # Only a SHA-256 of the key is kept; the key itself is shown once at creation.
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_prefix: Mapped[str] = mapped_column(String(16))
+    rate_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(db.Model):
+    __tablename__ = "events"
+
+    # Storage order: cursors and replay walk this, never the client-chosen timestamp.
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(100))
+    # "metadata" is reserved on declarative models, hence the attribute name.
+    data: Mapped[dict] = mapped_column("metadata", JsonDocument, default=dict)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # Idempotent retries: one event per client id per tenant.
+        db.UniqueConstraint("tenant_id", "event_id", name="uq_events_tenant_event_id"),
+        Index("ix_events_tenant_seq", "tenant_id", "seq"),
+        Index("ix_events_tenant_type_seq", "tenant_id", "type", "seq"),
+        Index("ix_events_tenant_timestamp", "tenant_id", "timestamp"),
+    )

@@ -1,0 +1,168 @@
+"""Marshmallow schemas: the one description of each resource's shape, in and out."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+_NAME_MESSAGE = "Use 1 to {max} characters from A-Z, a-z, 0-9 and _ . : -"
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """Bounds on one event, from the app's configuration."""
+
+    max_metadata_bytes: int = 64 * 1024
+    max_metadata_depth: int = 32
+    max_future_skew: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def from_config(cls, config) -> EventLimits:
+        return cls(
+            max_metadata_bytes=config["MAX_METADATA_BYTES"],
+            max_metadata_depth=config["MAX_METADATA_DEPTH"],
+            max_future_skew=timedelta(seconds=config["MAX_FUTURE_SKEW_SECONDS"]),
+        )
+
+
+def _no_nul(value: str) -> None:
+    if "\x00" in value:
+        raise ValidationError("NUL bytes are not allowed.")
+
+
+def check_json_document(value, max_depth: int) -> None:
+    """Reject what JSON columns can't store faithfully: NUL bytes, NaN/Infinity, deep nesting."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise ValidationError(f"Nesting is deeper than {max_depth} levels.")
+        if isinstance(node, dict):
+            for key, child in node.items():
+                _no_nul(key)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            _no_nul(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValidationError("NaN and Infinity are not valid JSON numbers.")
+
+
+class _StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class EventInSchema(_StrictSchema):
+    """An event as a client posts it."""
+
+    id = fields.String(
+        validate=[
+            validate.Length(min=1, max=128),
+            validate.Regexp(NAME_PATTERN, error=_NAME_MESSAGE.format(max=128)),
+        ],
+    )
+    type = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=100),
+            validate.Regexp(NAME_PATTERN, error=_NAME_MESSAGE.format(max=100)),
+        ],
+    )
+    metadata = fields.Dict(keys=fields.String(), load_default=dict)
+    timestamp = fields.AwareDateTime(format="iso")
+
+    def __init__(self, limits: EventLimits | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.limits = limits or EventLimits()
+
+    @validates("metadata")
+    def _check_metadata(self, value: dict, **_) -> None:
+        check_json_document(value, self.limits.max_metadata_depth)
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self.limits.max_metadata_bytes:
+            raise ValidationError(
+                f"Metadata is {size} bytes serialised; the limit is "
+                f"{self.limits.max_metadata_bytes}."
+            )
+
+    @validates("timestamp")
+    def _check_timestamp(self, value: datetime, **_) -> None:
+        if value - datetime.now(UTC) > self.limits.max_future_skew:
+            raise ValidationError(
+                "Timestamp is more than "
+                f"{int(self.limits.max_future_skew.total_seconds())} s in the future."
+            )
+
+
+class BatchInSchema(_StrictSchema):
+    """The JSON form of a batch; items are validated one by one with EventInSchema."""
+
+    events = fields.List(fields.Raw(), required=True)
+
+
+class EventOutSchema(Schema):
+    id = fields.String(attribute="event_id")
+    type = fields.String()
+    metadata = fields.Dict(attribute="data")
+    timestamp = fields.DateTime(format="iso")
+    received_at = fields.DateTime(format="iso")
+
+
+class TenantInSchema(_StrictSchema):
+    name = fields.String(
+        required=True,
+        validate=[validate.Length(min=1, max=100), _no_nul],
+    )
+    rate_limit = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=10_000_000),
+        metadata={"description": "events per minute; null = the server default"},
+    )
+
+
+class TenantOutSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    api_key_prefix = fields.String()
+    rate_limit = fields.Integer(allow_none=True)
+    created_at = fields.DateTime(format="iso")
+
+
+class TimeRangeSchema(_StrictSchema):
+    since = fields.AwareDateTime(format="iso")
+    until = fields.AwareDateTime(format="iso")
+
+
+class EventQuerySchema(TimeRangeSchema):
+    types = fields.List(
+        fields.String(validate=validate.Length(min=1, max=100)),
+        data_key="type",
+        load_default=list,
+    )
+    q = fields.String(validate=[validate.Length(min=1, max=200), _no_nul])
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    cursor = fields.String(validate=validate.Length(min=1, max=200))
+
+
+event_out = EventOutSchema()
+tenant_out = TenantOutSchema()
+
+
+class TypeCountSchema(Schema):
+    type = fields.String()
+    count = fields.Integer()
+
+
+class StatsOutSchema(Schema):
+    total = fields.Integer()
+    by_type = fields.List(fields.Nested(TypeCountSchema))
+    first_event_at = fields.DateTime(format="iso", allow_none=True)
+    last_event_at = fields.DateTime(format="iso", allow_none=True)

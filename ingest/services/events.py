@@ -1,0 +1,180 @@
+"""Event use cases: ingest (single or batch, idempotent), list with cursors, statistics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import realtime
+from ..errors import ValidationError
+from ..extensions import db
+from ..models import Event, utcnow
+from ..schemas import event_out
+
+
+@dataclass
+class IngestResult:
+    """What happened to each submitted event, in request order."""
+
+    events: list[Event]
+    created: list[bool]
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.created)
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.created) - self.accepted
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_urlsafe(16)
+
+
+def _existing_events(tenant_id: int, event_ids: set[str]) -> dict[str, Event]:
+    if not event_ids:
+        return {}
+    rows = db.session.scalars(
+        select(Event).where(Event.tenant_id == tenant_id, Event.event_id.in_(event_ids))
+    )
+    return {event.event_id: event for event in rows}
+
+
+def _store(tenant_id: int, items: list[dict]) -> IngestResult:
+    now = utcnow()
+    known = _existing_events(tenant_id, {item["id"] for item in items if "id" in item})
+    events, created = [], []
+    for item in items:
+        event_id = item.get("id") or new_event_id()
+        if event_id in known:
+            # An idempotent retry, or the same id twice in one batch: stored once.
+            events.append(known[event_id])
+            created.append(False)
+            continue
+        event = Event(
+            tenant_id=tenant_id,
+            event_id=event_id,
+            type=item["type"],
+            data=item.get("metadata", {}),
+            timestamp=item.get("timestamp") or now,
+            received_at=now,
+        )
+        known[event_id] = event
+        events.append(event)
+        created.append(True)
+    db.session.add_all(event for event, new in zip(events, created, strict=True) if new)
+    db.session.commit()
+    return IngestResult(events=events, created=created)
+
+
+def ingest_events(tenant_id: int, items: list[dict]) -> IngestResult:
+    """Store validated events all-or-nothing, then publish the new ones.
+
+    A concurrent request may store the same client id between our lookup and our
+    commit; the unique constraint catches it and the retry sees it as a duplicate.
+    """
+    try:
+        result = _store(tenant_id, items)
+    except IntegrityError:
+        db.session.rollback()
+        result = _store(tenant_id, items)
+    realtime.publish_events(
+        tenant_id, [e for e, new in zip(result.events, result.created, strict=True) if new]
+    )
+    return result
+
+
+def serialize(event: Event) -> dict:
+    return event_out.dump(event)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, seq = raw.partition(":")
+        if version != "v1" or not seq.isdigit():
+            raise ValueError
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError(
+            "The cursor is malformed; pass next_cursor from a previous page unchanged.",
+            details={"cursor": ["Malformed cursor."]},
+        ) from None
+
+
+@dataclass
+class EventQuery:
+    types: list[str] = field(default_factory=list)
+    q: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _time_filters(since: datetime | None, until: datetime | None) -> list:
+    filters = []
+    if since is not None:
+        filters.append(Event.timestamp >= since)
+    if until is not None:
+        filters.append(Event.timestamp < until)
+    return filters
+
+
+def _search_filter(q: str):
+    pattern = f"%{_escape_like(q.lower())}%"
+    return or_(
+        func.lower(Event.type).like(pattern, escape="\\"),
+        func.lower(cast(Event.data, Text)).like(pattern, escape="\\"),
+    )
+
+
+def list_events(tenant_id: int, query: EventQuery) -> tuple[list[Event], str | None]:
+    """Newest stored first; keyset pagination on the storage sequence."""
+    stmt = select(Event).where(
+        Event.tenant_id == tenant_id, *_time_filters(query.since, query.until)
+    )
+    if query.types:
+        stmt = stmt.where(Event.type.in_(query.types))
+    if query.q:
+        stmt = stmt.where(_search_filter(query.q))
+    if query.cursor:
+        stmt = stmt.where(Event.seq < decode_cursor(query.cursor))
+    rows = list(db.session.scalars(stmt.order_by(Event.seq.desc()).limit(query.limit + 1)))
+    page = rows[: query.limit]
+    next_cursor = encode_cursor(page[-1].seq) if len(rows) > query.limit else None
+    return page, next_cursor
+
+
+def event_stats(tenant_id: int, since: datetime | None, until: datetime | None) -> dict:
+    count = func.count().label("count")
+    rows = db.session.execute(
+        select(Event.type, count, func.min(Event.timestamp), func.max(Event.timestamp))
+        .where(Event.tenant_id == tenant_id, *_time_filters(since, until))
+        .group_by(Event.type)
+        .order_by(count.desc(), Event.type)
+    ).all()
+    return {
+        "total": sum(row[1] for row in rows),
+        "by_type": [{"type": row[0], "count": row[1]} for row in rows],
+        "first_event_at": min((row[2] for row in rows), default=None),
+        "last_event_at": max((row[3] for row in rows), default=None),
+    }

@@ -1,0 +1,38 @@
+"""Tenant endpoints: thin handlers that parse, call a service, render."""
+
+from flask import Blueprint, g
+
+from .auth import require_admin, require_any
+from .payloads import read_json_object
+from .schemas import TenantInSchema, tenant_out
+from .services import tenants as service
+from .validation import load
+
+bp = Blueprint("tenants", __name__, url_prefix="/api/v1/tenants")
+
+
+@bp.post("")
+@require_admin
+def create_tenant():
+    fields = load(TenantInSchema(), read_json_object())
+    created = service.create_tenant(fields["name"], fields.get("rate_limit"))
+    return {**tenant_out.dump(created.tenant), "api_key": created.api_key}, 201
+
+
+@bp.get("")
+@require_admin
+def list_tenants():
+    return {"data": tenant_out.dump(service.list_tenants(), many=True)}
+
+
+@bp.get("/<int:tenant_id>")
+@require_any
+def get_tenant(tenant_id: int):
+    return tenant_out.dump(service.get_tenant(tenant_id, g.principal))
+
+
+@bp.post("/<int:tenant_id>/token")
+@require_any
+def issue_token(tenant_id: int):
+    token, expires_in = service.token_for(tenant_id, g.principal)
+    return {"token": token, "token_type": "Bearer", "expires_in": expires_in}

@@ -1,0 +1,36 @@
+"""Entry point: `gunicorn -k eventlet -w 1 wsgi:app`, or `python wsgi.py` (what `make run` does)."""
+
+import os
+
+# Monkey-patching must come before anything imports socket, threading, redis or the DB
+# driver, so this one setting is read here rather than through ingest.config.
+if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+
+from ingest import create_app
+from ingest.extensions import socketio
+
+app = create_app()
+
+
+def serve() -> None:
+    host, port = app.config["HOST"], app.config["PORT"]
+    url = f"http://{host}:{port}/"
+    if app.config["ADMIN_TOKEN_GENERATED"]:
+        # The fragment never reaches a server or its logs; the dashboard moves it into
+        # sessionStorage and strips it from the address bar.
+        print(
+            "\n  No ADMIN_TOKEN set; generated one for this run:\n"
+            f"    {app.config['ADMIN_TOKEN']}\n"
+            f"  Dashboard: {url}#admin_token={app.config['ADMIN_TOKEN']}\n",
+            flush=True,
+        )
+    else:
+        print(f"\n  Serving on {url}\n", flush=True)
+    socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=True)
+
+
+if __name__ == "__main__":
+    serve()
