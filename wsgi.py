@@ -5,7 +5,12 @@ import os
 # Monkey-patching must come before anything imports socket, threading, redis or the DB
 # driver, so this one setting is read here rather than through ingest.config.
 if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet":
-    import eventlet
+    import warnings
+
+    # eventlet warns on import that it is in maintenance mode; README says how to leave it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import eventlet
 
     eventlet.monkey_patch()
 

@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import middleware
+from . import middleware, realtime
 from .config import load_config
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate, socketio
@@ -51,17 +51,19 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     socketio.init_app(
         app,
         async_mode=app.config["SOCKETIO_ASYNC_MODE"],
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        channel=app.config["SOCKETIO_CHANNEL"],
+        client_manager=realtime.make_client_manager(
+            app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"]
+        ),
         cors_allowed_origins=app.config["CORS_ORIGINS"],
     )
     register_error_handlers(app)
 
-    from . import events, health, tenants
+    from . import events, health, tenants, web
 
     app.register_blueprint(tenants.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(web.bp)
     return app
 
 

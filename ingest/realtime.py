@@ -1,17 +1,141 @@
-"""Socket.IO: the one place that publishes stored events to their tenant's room."""
+"""Socket.IO: connect/auth, tenant rooms, replay, filters, and the one place that publishes events.
+
+Delivery path: ``publish_events`` emits each stored event to the room ``tenant:<id>``.
+With a message queue that emit goes through Redis to every node; each node's client
+manager (``FeedManager`` below) hands it to its own sockets in that room. The manager
+is where per-connection state applies: a socket that is still replaying buffers live
+events instead of receiving them, and a socket with a type filter skips other types.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass, field
 
-from .extensions import socketio
+import socketio as python_socketio
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError
+from sqlalchemy import select
+
+from .auth import resolve_credentials
+from .extensions import db, socketio
 from .models import Event
 
 log = logging.getLogger("ingest.realtime")
 
+NAMESPACE = "/"
+
 
 def tenant_room(tenant_id: int) -> str:
     return f"tenant:{tenant_id}"
+
+
+# --- per-connection feed state -------------------------------------------------------------
+
+
+@dataclass
+class Feed:
+    """One connection's view of its tenant's stream."""
+
+    types: frozenset[str] = frozenset()  # empty: every type
+    replaying: bool = False
+    buffered: list[dict] = field(default_factory=list)
+
+    def wants(self, event: dict) -> bool:
+        return not self.types or event.get("type") in self.types
+
+
+class FeedRegistry:
+    """Feeds of the sockets connected to this process, keyed by Socket.IO sid."""
+
+    def __init__(self):
+        self._feeds: dict[str, Feed] = {}
+        self._lock = threading.Lock()
+
+    def open(self, sid: str, replaying: bool) -> None:
+        with self._lock:
+            self._feeds[sid] = Feed(replaying=replaying)
+
+    def close(self, sid: str) -> None:
+        with self._lock:
+            self._feeds.pop(sid, None)
+
+    def set_types(self, sid: str, types: frozenset[str]) -> None:
+        with self._lock:
+            if sid in self._feeds:
+                self._feeds[sid].types = types
+
+    def route(self, sids: list[str], event: dict) -> list[str]:
+        """Which of ``sids`` must not get this live event now (buffered or filtered out)."""
+        skip = []
+        with self._lock:
+            for sid in sids:
+                feed = self._feeds.get(sid)
+                if feed is None:
+                    continue
+                if not feed.wants(event):
+                    skip.append(sid)
+                elif feed.replaying:
+                    feed.buffered.append(event)
+                    skip.append(sid)
+        return skip
+
+    def go_live(self, sid: str, already_sent: set[str]) -> list[dict]:
+        """End the replay: return buffered events not already replayed, in arrival order."""
+        with self._lock:
+            feed = self._feeds.get(sid)
+            if feed is None:
+                return []
+            pending = [e for e in feed.buffered if e["id"] not in already_sent and feed.wants(e)]
+            feed.buffered = []
+            feed.replaying = False
+            return pending
+
+    def types_of(self, sid: str) -> frozenset[str]:
+        with self._lock:
+            feed = self._feeds.get(sid)
+            return feed.types if feed else frozenset()
+
+
+feeds = FeedRegistry()
+
+
+class FeedManager(python_socketio.Manager):
+    """A client manager that routes tenant events through each socket's feed.
+
+    Every node's local delivery ends in ``Manager.emit``; the Redis manager's
+    receiving side calls it through ``super()``, which reaches this class when it
+    is mixed in after the pub/sub manager (see ``RedisFeedManager``).
+    """
+
+    def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, **kwargs):
+        room = kwargs.pop("to", None) or room
+        if event == "event" and isinstance(room, str) and room.startswith("tenant:"):
+            sids = [sid for sid, _ in self.get_participants(namespace, room)]
+            skip_sid = [*_as_list(skip_sid), *feeds.route(sids, data)]
+        return super().emit(
+            event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
+        )
+
+
+class RedisFeedManager(python_socketio.RedisManager, FeedManager):
+    """Redis pub/sub between nodes, FeedManager routing on each node."""
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def make_client_manager(message_queue: str | None, channel: str):
+    if message_queue:
+        return RedisFeedManager(message_queue, channel=channel)
+    return FeedManager()
+
+
+# --- publishing ------------------------------------------------------------------------------
 
 
 def publish_events(tenant_id: int, events: list[Event]) -> None:
@@ -27,6 +151,128 @@ def publish_events(tenant_id: int, events: list[Event]) -> None:
     room = tenant_room(tenant_id)
     try:
         for event in events:
-            socketio.emit("event", serialize(event), to=room)
+            socketio.emit("event", serialize(event), to=room, namespace=NAMESPACE)
     except Exception:
         log.exception("publishing %d event(s) to %s failed; clients will replay", len(events), room)
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+def events_to_replay(tenant_id: int, last_event_id: str, limit: int) -> tuple[list[Event], bool]:
+    """Events stored after ``last_event_id``, oldest first, and whether the list was cut.
+
+    An unknown id means continuity is lost: the newest ``limit`` events, truncated.
+    """
+    after = db.session.scalar(
+        select(Event.seq).where(Event.tenant_id == tenant_id, Event.event_id == last_event_id)
+    )
+    stmt = select(Event).where(Event.tenant_id == tenant_id)
+    if after is not None:
+        stmt = stmt.where(Event.seq > after)
+    newest_first = list(db.session.scalars(stmt.order_by(Event.seq.desc()).limit(limit + 1)))
+    truncated = after is None or len(newest_first) > limit
+    return list(reversed(newest_first[:limit])), truncated
+
+
+def _wait_until_connected(sid: str, timeout: float = 10.0) -> bool:
+    # The connect handler starts the replay before the server has sent CONNECT;
+    # anything emitted to the socket before that would reach the client too early.
+    manager = socketio.server.manager
+    waited = 0.0
+    while not manager.is_connected(sid, NAMESPACE):
+        if waited >= timeout:
+            return False
+        socketio.sleep(0.005)
+        waited += 0.005
+    return True
+
+
+def _replay(app, sid: str, tenant_id: int, last_event_id: str) -> None:
+    from .services.events import serialize
+
+    if not _wait_until_connected(sid):
+        feeds.close(sid)
+        return
+    with app.app_context():
+        try:
+            events, truncated = events_to_replay(
+                tenant_id, last_event_id, app.config["REPLAY_LIMIT"]
+            )
+            types = feeds.types_of(sid)
+            sent = set()
+            for event in events:
+                payload = serialize(event)
+                sent.add(payload["id"])
+                if not types or payload["type"] in types:
+                    socketio.emit("event", payload, to=sid, namespace=NAMESPACE)
+            socketio.emit(
+                "replay_complete",
+                {"count": len(events), "truncated": truncated},
+                to=sid,
+                namespace=NAMESPACE,
+            )
+        finally:
+            db.session.remove()
+        # Live events that arrived while replaying, minus those the replay already sent.
+        for payload in feeds.go_live(sid, sent):
+            socketio.emit("event", payload, to=sid, namespace=NAMESPACE)
+
+
+# --- Socket.IO handlers ----------------------------------------------------------------------
+
+
+def _credentials(auth) -> tuple[str | None, str | None, str | None]:
+    auth = auth if isinstance(auth, dict) else {}
+    api_key = auth.get("api_key") or request.args.get("api_key")
+    token = auth.get("token")
+    last_event_id = auth.get("last_event_id")
+    return (
+        api_key if isinstance(api_key, str) else None,
+        token if isinstance(token, str) else None,
+        last_event_id if isinstance(last_event_id, str) and last_event_id else None,
+    )
+
+
+@socketio.on("connect")
+def on_connect(auth=None):
+    api_key, token, last_event_id = _credentials(auth)
+    if not api_key and not token:
+        raise ConnectionRefusedError(
+            "authentication_failed: send auth={'api_key': ...} or auth={'token': ...}"
+        )
+    principal = resolve_credentials(api_key, token)
+    if principal is None:
+        raise ConnectionRefusedError(
+            "authentication_failed: invalid, expired or revoked credentials"
+        )
+    if principal.is_admin:
+        raise ConnectionRefusedError(
+            "forbidden: the admin token has no event stream; use a tenant token"
+        )
+    sid = request.sid
+    # Buffer live events from the moment the socket is in the room until the replay is done.
+    feeds.open(sid, replaying=last_event_id is not None)
+    socketio.server.enter_room(sid, tenant_room(principal.tenant_id), namespace=NAMESPACE)
+    if last_event_id is not None:
+        socketio.start_background_task(
+            _replay, current_app._get_current_object(), sid, principal.tenant_id, last_event_id
+        )
+
+
+@socketio.on("subscribe")
+def on_subscribe(data=None):
+    types = data.get("types") if isinstance(data, dict) else None
+    if types is None:
+        types = []
+    if not isinstance(types, list) or not all(
+        isinstance(t, str) and 0 < len(t) <= 100 for t in types
+    ):
+        return {"error": {"code": "validation_error", "message": "types must be a list of strings"}}
+    feeds.set_types(request.sid, frozenset(types))
+    return {"types": sorted(set(types))}
+
+
+@socketio.on("disconnect")
+def on_disconnect(reason=None):
+    feeds.close(request.sid)

@@ -108,4 +108,6 @@ def other_tenant(client) -> dict:
 
 
 def post_events(client, tenant: dict, *events: dict):
-    return client.post("/api/v1/events/batch", json={"events": list(events)}, headers=tenant["headers"])
+    return client.post(
+        "/api/v1/events/batch", json={"events": list(events)}, headers=tenant["headers"]
+    )
