@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -59,7 +60,7 @@ class LiveServer:
             **env,
         }
         self.process: subprocess.Popen | None = None
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ingest-e2e-{self.port}.log"
+        self.log_path = Path(tempfile.gettempdir()) / f"ingest-e2e-{self.port}.log"
 
     def migrate(self) -> None:
         subprocess.run(
