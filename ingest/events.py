@@ -1,13 +1,23 @@
 """Event endpoints: thin handlers that parse, call a service, render."""
 
 import functools
+from datetime import timedelta
 
 from flask import Blueprint, current_app, g, request
 
 from .auth import require_tenant
+from .models import utcnow
 from .payloads import read_batch_items, read_json_object
 from .ratelimits import limit_ingest, limit_reads
-from .schemas import EventInSchema, EventLimits, EventQuerySchema, StatsOutSchema, TimeRangeSchema
+from .schemas import (
+    BucketSchema,
+    EventInSchema,
+    EventLimits,
+    EventQuerySchema,
+    StatsOutSchema,
+    TimeRangeSchema,
+    TimeseriesQuerySchema,
+)
 from .services import events as service
 from .validation import load, query_args
 
@@ -78,3 +88,14 @@ def event_stats():
     params = load(TimeRangeSchema(), query_args(request.args, repeatable=set()))
     stats = service.event_stats(g.tenant_id, params.get("since"), params.get("until"))
     return StatsOutSchema().dump(stats)
+
+
+@bp.get("/timeseries")
+@require_tenant
+@limit_reads
+def event_timeseries():
+    params = load(TimeseriesQuerySchema(), query_args(request.args, repeatable=set()))
+    until = params.get("until") or utcnow()
+    since = params.get("since") or until - timedelta(hours=1)
+    buckets = service.event_timeseries(g.tenant_id, since, until, params["interval"])
+    return {"interval": params["interval"], "data": BucketSchema(many=True).dump(buckets)}

@@ -7,7 +7,15 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 _NAME_MESSAGE = "Use 1 to {max} characters from A-Z, a-z, 0-9 and _ . : -"
@@ -140,6 +148,11 @@ class TimeRangeSchema(_StrictSchema):
     since = fields.AwareDateTime(format="iso")
     until = fields.AwareDateTime(format="iso")
 
+    @validates_schema
+    def _check_order(self, data: dict, **_) -> None:
+        if "since" in data and "until" in data and data["since"] >= data["until"]:
+            raise ValidationError("since must be earlier than until.", field_name="until")
+
 
 class EventQuerySchema(TimeRangeSchema):
     types = fields.List(
@@ -166,3 +179,12 @@ class StatsOutSchema(Schema):
     by_type = fields.List(fields.Nested(TypeCountSchema))
     first_event_at = fields.DateTime(format="iso", allow_none=True)
     last_event_at = fields.DateTime(format="iso", allow_none=True)
+
+
+class TimeseriesQuerySchema(TimeRangeSchema):
+    interval = fields.String(load_default="minute", validate=validate.OneOf(["minute", "hour"]))
+
+
+class BucketSchema(Schema):
+    start = fields.DateTime(format="iso")
+    count = fields.Integer()

@@ -25,6 +25,18 @@ def list_tenants():
     return {"data": tenant_out.dump(service.list_tenants(), many=True)}
 
 
+@bp.get("/me")
+@require_any
+def whoami():
+    """Who the credentials belong to: the dashboard's first call after sign-in."""
+    if g.principal.is_admin:
+        return {"role": "admin", "tenant": None}
+    return {
+        "role": "tenant",
+        "tenant": tenant_out.dump(service.get_tenant(g.tenant_id, g.principal)),
+    }
+
+
 @bp.get("/<int:tenant_id>")
 @require_any
 def get_tenant(tenant_id: int):

@@ -6,10 +6,12 @@ import base64
 import binascii
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import Integer, Text, cast, func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
 
 from .. import realtime
 from ..errors import ValidationError
@@ -178,3 +180,53 @@ def event_stats(tenant_id: int, since: datetime | None, until: datetime | None) 
         "first_event_at": min((row[2] for row in rows), default=None),
         "last_event_at": max((row[3] for row in rows), default=None),
     }
+
+
+INTERVALS = {"minute": 60, "hour": 3600}
+MAX_BUCKETS = 1440
+
+
+class _epoch_bucket(ColumnElement):
+    """floor(epoch seconds of ``column`` / width): one integer per time bucket, on any backend."""
+
+    inherit_cache = True
+    type = Integer()
+
+    def __init__(self, column, width: int):
+        self.column = column
+        self.width = width
+
+
+@compiles(_epoch_bucket, "postgresql")
+def _epoch_bucket_postgresql(element, compiler, **kw):
+    column = compiler.process(element.column, **kw)
+    return f"CAST(floor(extract(epoch from {column}) / {int(element.width)}) AS BIGINT)"
+
+
+@compiles(_epoch_bucket)
+def _epoch_bucket_sqlite(element, compiler, **kw):
+    column = compiler.process(element.column, **kw)
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {int(element.width)})"
+
+
+def event_timeseries(tenant_id: int, since: datetime, until: datetime, interval: str) -> list[dict]:
+    """Event counts per time bucket (on ``timestamp``) in [since, until), empty buckets included."""
+    width = INTERVALS[interval]
+    first, last = int(since.timestamp()) // width, (int(until.timestamp()) - 1) // width
+    if last - first + 1 > MAX_BUCKETS:
+        raise ValidationError(
+            f"That range holds more than {MAX_BUCKETS} {interval}s; narrow it or use a wider "
+            "interval.",
+            details={"since": ["Range too wide for this interval."]},
+        )
+    bucket = _epoch_bucket(Event.timestamp, width)
+    rows = db.session.execute(
+        select(bucket, func.count())
+        .where(Event.tenant_id == tenant_id, *_time_filters(since, until))
+        .group_by(bucket)
+    ).all()
+    counts = {int(b): n for b, n in rows}
+    return [
+        {"start": datetime.fromtimestamp(b * width, UTC), "count": counts.get(b, 0)}
+        for b in range(first, last + 1)
+    ]
