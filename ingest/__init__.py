@@ -45,6 +45,8 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+        # "*" alone means any origin: answer "*" rather than echoing each Origin back.
+        send_wildcard=app.config["CORS_ORIGINS"] == ["*"],
         allow_headers=["Content-Type", "X-API-Key", "Authorization", "X-Request-ID"],
         expose_headers=[*RATE_LIMIT_HEADERS, "X-Request-ID"],
     )

@@ -61,7 +61,10 @@ def make_app(database_url):
         return app
 
     yield factory
+    shared = _normalise(database_url)
     for app in apps:
+        if app.config["SQLALCHEMY_DATABASE_URI"] != shared:
+            continue
         with app.app_context():
             db.session.remove()
             with db.engine.begin() as connection:
