@@ -58,7 +58,7 @@ def test_expired_token_is_refused(client, tenant):
 
 def test_tampered_token_is_refused(client, tenant, other_tenant):
     token = _token(client, tenant).get_json()["token"]
-    header, payload, signature = token.split(".")
+    header, _payload, signature = token.split(".")
     forged_claims = jwt.decode(token, options={"verify_signature": False})
     forged_claims["sub"] = str(other_tenant["id"])
     forged = jwt.encode(forged_claims, "not-the-secret-" * 4, algorithm="HS256")

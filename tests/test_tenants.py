@@ -4,9 +4,10 @@ import hashlib
 
 from sqlalchemy import select
 
-from conftest import create_tenant
 from ingest.extensions import db
 from ingest.models import Tenant
+
+from conftest import create_tenant
 
 
 def test_create_tenant_returns_key_once(client, admin_headers):

@@ -1,4 +1,4 @@
-"""Bad input: always the envelope with a message a person can act on, never a 500 or a partial write."""
+"""Bad input gets the envelope with an actionable message; never a 500 or a partial write."""
 
 import json
 
