@@ -82,6 +82,9 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
 
     admin_token = env.get("ADMIN_TOKEN") or ""
     secret_key = env.get("SECRET_KEY") or ""
+    if secret_key and len(secret_key) < 32:
+        # It signs the tenant JWTs (HS256): shorter keys are guessable offline.
+        raise ConfigError("SECRET_KEY must be at least 32 characters")
 
     return {
         "HOST": env.get("HOST") or "127.0.0.1",
