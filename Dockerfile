@@ -1,0 +1,28 @@
+# Production image: gunicorn with one eventlet worker per container (Socket.IO needs
+# one worker per process; run more containers behind a sticky load balancer to scale).
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+RUN useradd --create-home --uid 10001 ingest
+
+COPY setup.cfg pyproject.toml README.md ./
+COPY ingest ./ingest
+RUN pip install .
+
+COPY migrations ./migrations
+COPY web ./web
+COPY wsgi.py ./
+
+USER ingest
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:5000/health').status == 200 else 1)"
+
+# Migrate, then serve. Set DATABASE_URL, SECRET_KEY and ADMIN_TOKEN (and REDIS_URL for
+# several nodes) in the environment.
+CMD ["sh", "-c", "flask --app wsgi db upgrade && exec gunicorn -k eventlet -w 1 -b 0.0.0.0:5000 --access-logfile - --access-logformat '%(h)s %(m)s %(U)s %(s)s %(L)s' wsgi:app"]
