@@ -25,4 +25,6 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
 
 # Migrate, then serve. Set DATABASE_URL, SECRET_KEY and ADMIN_TOKEN (and REDIS_URL for
 # several nodes) in the environment.
-CMD ["sh", "-c", "flask --app wsgi db upgrade && exec gunicorn -k eventlet -w 1 -b 0.0.0.0:5000 --access-logfile - --access-logformat '%(h)s %(m)s %(U)s %(s)s %(L)s' wsgi:app"]
+# gunicorn's own access log stays off: the app writes one line per request without
+# query strings (which may carry Socket.IO's ?api_key=).
+CMD ["sh", "-c", "flask --app wsgi db upgrade && exec gunicorn -k eventlet -w 1 -b 0.0.0.0:5000 wsgi:app"]
