@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import middleware, realtime
+from . import middleware, ratelimits, realtime  # noqa: F401 - ratelimits registers its storage
 from .config import load_config
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate, socketio

@@ -113,7 +113,9 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "TENANT_RATE_LIMIT_DEFAULT": _rate(env, "RATELIMIT_DEFAULT", "6000/minute"),
         "TENANT_READ_RATE_LIMIT": _rate(env, "RATELIMIT_READS", "1200/minute"),
         "AUTH_FAILURE_RATE_LIMIT": _rate(env, "RATELIMIT_AUTH_FAILURES", "60/minute"),
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI") or redis_url or "memory://",
+        # failover+redis: Redis, or process memory while Redis is away (ingest.ratelimits).
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI")
+        or (f"failover+{redis_url}" if redis_url else "memory://"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX") or "ingest",
         "RATELIMIT_STRATEGY": "sliding-window-counter",
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 import socketio as python_socketio
@@ -120,7 +121,38 @@ class FeedManager(python_socketio.Manager):
 
 
 class RedisFeedManager(python_socketio.RedisManager, FeedManager):
-    """Redis pub/sub between nodes, FeedManager routing on each node."""
+    """Redis pub/sub between nodes, FeedManager routing on each node.
+
+    While Redis is unreachable, publishing is skipped for a second at a time instead
+    of trying to reconnect for every event: ingestion must not slow down, and the
+    events are stored, so clients recover them by replay.
+    """
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, url: str, channel: str):
+        super().__init__(url, channel=channel, redis_options={"socket_connect_timeout": 1})
+        self._down_until = 0.0
+        self.degraded = False
+
+    def _publish(self, data):
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            if not self.connected:
+                self._redis_connect()
+            result = self.redis.publish(self.channel, self.json.dumps(data))
+        except Exception as error:
+            self.connected = False
+            self._down_until = time.monotonic() + self.RETRY_SECONDS
+            if not self.degraded:
+                log.error("message queue unreachable; live delivery paused: %s", error)
+            self.degraded = True
+            return None
+        if self.degraded:
+            log.warning("message queue reachable again; live delivery resumed")
+            self.degraded = False
+        return result
 
 
 def _as_list(value) -> list:

@@ -27,7 +27,7 @@ def test_postgres_urls_get_the_eventlet_friendly_driver(tmp_path):
 
 def test_redis_url_switches_limiter_and_queue(tmp_path):
     config = load_config(str(tmp_path), env={"REDIS_URL": "redis://localhost:6379/0"})
-    assert config["RATELIMIT_STORAGE_URI"] == "redis://localhost:6379/0"
+    assert config["RATELIMIT_STORAGE_URI"] == "failover+redis://localhost:6379/0"
     assert config["SOCKETIO_MESSAGE_QUEUE"] == "redis://localhost:6379/0"
 
 
