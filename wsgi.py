@@ -9,7 +9,7 @@ if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet":
 
     # eventlet warns on import that it is in maintenance mode; README says how to leave it.
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         import eventlet
 
     eventlet.monkey_patch()
