@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    cast,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -76,4 +89,17 @@ class Event(db.Model):
         Index("ix_events_tenant_seq", "tenant_id", "seq"),
         Index("ix_events_tenant_type_seq", "tenant_id", "type", "seq"),
         Index("ix_events_tenant_timestamp", "tenant_id", "timestamp"),
+        # `q` search on PostgreSQL (migration 0002); SQLite scans.
+        Index(
+            "ix_events_metadata_trgm",
+            func.lower(cast(text("metadata"), Text)),
+            postgresql_using="gin",
+            postgresql_ops={"lower": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_events_type_trgm",
+            func.lower(text("type")),
+            postgresql_using="gin",
+            postgresql_ops={"lower": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
