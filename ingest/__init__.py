@@ -14,6 +14,7 @@ from . import middleware, ratelimits, realtime  # noqa: F401 - ratelimits regist
 from .config import load_config
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate, socketio
+from .services.ingestion import GroupCommitter
 
 RATE_LIMIT_HEADERS = [
     "X-RateLimit-Limit",
@@ -57,6 +58,9 @@ def create_app(test_config: Mapping | None = None) -> Flask:
             app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"]
         ),
         cors_allowed_origins=app.config["CORS_ORIGINS"],
+    )
+    app.extensions["group_commit"] = GroupCommitter(
+        max_events=app.config["GROUP_COMMIT_MAX_EVENTS"], enabled=app.config["GROUP_COMMIT"]
     )
     register_error_handlers(app)
 

@@ -17,8 +17,10 @@ from .schemas import (
     StatsOutSchema,
     TimeRangeSchema,
     TimeseriesQuerySchema,
+    event_json,
 )
 from .services import events as service
+from .services.ingestion import ingest_events
 from .validation import load, query_args
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1/events")
@@ -49,8 +51,8 @@ def _reads_body(reader):
 @limit_ingest
 def create_event():
     item = load(_event_schema(), g.body, message="The event is invalid; nothing was stored.")
-    result = service.ingest_events(g.tenant_id, [item])
-    return service.serialize(result.events[0]), 201 if result.created[0] else 200
+    result = ingest_events(g.tenant_id, [item])
+    return result.events[0], 201 if result.created[0] else 200
 
 
 @bp.post("/batch")
@@ -64,11 +66,11 @@ def create_batch():
         message="Some events in the batch are invalid (details are keyed by index); "
         "nothing was stored.",
     )
-    result = service.ingest_events(g.tenant_id, items)
+    result = ingest_events(g.tenant_id, items)
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
-        "ids": [event.event_id for event in result.events],
+        "ids": [event["id"] for event in result.events],
     }, 201
 
 
@@ -78,7 +80,7 @@ def create_batch():
 def list_events():
     params = load(EventQuerySchema(), query_args(request.args, repeatable={"type"}))
     page, next_cursor = service.list_events(g.tenant_id, service.EventQuery(**params))
-    return {"data": [service.serialize(event) for event in page], "next_cursor": next_cursor}
+    return {"data": [event_json(event) for event in page], "next_cursor": next_cursor}
 
 
 @bp.get("/stats")

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from .auth import resolve_credentials
 from .extensions import db, socketio
 from .models import Event
+from .schemas import event_json
 
 log = logging.getLogger("ingest.realtime")
 
@@ -170,20 +171,18 @@ def make_client_manager(message_queue: str | None, channel: str):
 # --- publishing ------------------------------------------------------------------------------
 
 
-def publish_events(tenant_id: int, events: list[Event]) -> None:
-    """Emit each newly stored event, after its commit, exactly as the REST API returns it.
+def publish_events(tenant_id: int, events: list[dict]) -> None:
+    """Emit each newly stored event (as ``event_json`` renders it), after its commit.
 
     A failure here (e.g. the message queue is down) never fails ingestion: the
     events are stored, and a client that missed them recovers them by replay.
     """
     if not events:
         return
-    from .services.events import serialize
-
     room = tenant_room(tenant_id)
     try:
         for event in events:
-            socketio.emit("event", serialize(event), to=room, namespace=NAMESPACE)
+            socketio.emit("event", event, to=room, namespace=NAMESPACE)
     except Exception:
         log.exception("publishing %d event(s) to %s failed; clients will replay", len(events), room)
 
@@ -221,8 +220,6 @@ def _wait_until_connected(sid: str, timeout: float = 10.0) -> bool:
 
 
 def _replay(app, sid: str, tenant_id: int, last_event_id: str) -> None:
-    from .services.events import serialize
-
     if not _wait_until_connected(sid):
         feeds.close(sid)
         return
@@ -234,7 +231,7 @@ def _replay(app, sid: str, tenant_id: int, last_event_id: str) -> None:
             types = feeds.types_of(sid)
             sent = set()
             for event in events:
-                payload = serialize(event)
+                payload = event_json(event)
                 sent.add(payload["id"])
                 if not types or payload["type"] in types:
                     socketio.emit("event", payload, to=sid, namespace=NAMESPACE)

@@ -16,8 +16,7 @@ from sqlalchemy import text
 
 from ingest import create_app
 from ingest.extensions import db
-
-ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+from tests.support import ADMIN_TOKEN, create_tenant
 
 
 @pytest.fixture(scope="session")
@@ -88,18 +87,6 @@ def admin_headers() -> dict:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def create_tenant(client, name: str, **fields) -> dict:
-    response = client.post(
-        "/api/v1/tenants",
-        json={"name": name, **fields},
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-    )
-    assert response.status_code == 201, response.get_json()
-    body = response.get_json()
-    body["headers"] = {"X-API-Key": body["api_key"]}
-    return body
-
-
 @pytest.fixture
 def tenant(client) -> dict:
     return create_tenant(client, "acme")
@@ -108,9 +95,3 @@ def tenant(client) -> dict:
 @pytest.fixture
 def other_tenant(client) -> dict:
     return create_tenant(client, "globex")
-
-
-def post_events(client, tenant: dict, *events: dict):
-    return client.post(
-        "/api/v1/events/batch", json={"events": list(events)}, headers=tenant["headers"]
-    )

@@ -4,7 +4,7 @@ import time
 
 import jwt
 
-from conftest import ADMIN_TOKEN, create_tenant
+from tests.support import ADMIN_TOKEN, create_tenant
 
 SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 

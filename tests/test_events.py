@@ -4,7 +4,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
-from conftest import post_events
+from tests.support import post_events
 
 
 def _post(client, tenant, body, **kwargs):

@@ -29,7 +29,7 @@ def test_health_503_when_database_is_unreachable(make_app, tmp_path):
 
 
 def test_api_calls_answer_503_when_database_is_unreachable(make_app, tmp_path):
-    from conftest import ADMIN_TOKEN
+    from tests.support import ADMIN_TOKEN
 
     client = make_app(
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/missing/dir/x.db"

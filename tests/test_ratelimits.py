@@ -1,6 +1,6 @@
 """Per-tenant limits counted in events, their headers, and isolation between tenants."""
 
-from conftest import create_tenant, post_events
+from tests.support import create_tenant, post_events
 
 
 def test_rate_limit_headers_on_tenant_responses(client, tenant):

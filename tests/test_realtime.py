@@ -5,8 +5,7 @@ import time
 import pytest
 
 from ingest.extensions import socketio
-
-from conftest import create_tenant, post_events
+from tests.support import create_tenant, post_events
 
 
 def _connect(app, client, **auth):

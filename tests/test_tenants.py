@@ -6,8 +6,7 @@ from sqlalchemy import select
 
 from ingest.extensions import db
 from ingest.models import Tenant
-
-from conftest import create_tenant
+from tests.support import create_tenant
 
 
 def test_create_tenant_returns_key_once(client, admin_headers):

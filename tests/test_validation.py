@@ -5,7 +5,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import post_events
+from tests.support import post_events
 
 
 def _post_raw(client, tenant, data, content_type="application/json"):
@@ -58,7 +58,7 @@ def test_timestamp_more_than_an_hour_ahead_is_rejected(client, tenant):
 def test_future_skew_is_configurable(make_app):
     from datetime import UTC, datetime, timedelta
 
-    from conftest import create_tenant
+    from tests.support import create_tenant
 
     client = make_app(MAX_FUTURE_SKEW_SECONDS=0).test_client()
     tenant = create_tenant(client, "acme")
@@ -135,7 +135,7 @@ def test_wrong_content_type_is_415(client, tenant):
 
 
 def test_body_over_the_limit_is_413(make_app):
-    from conftest import create_tenant
+    from tests.support import create_tenant
 
     client = make_app(MAX_CONTENT_LENGTH=4096).test_client()
     tenant = create_tenant(client, "acme")

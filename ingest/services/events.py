@@ -1,101 +1,19 @@
-"""Event use cases: ingest (single or batch, idempotent), list with cursors, statistics."""
+"""Reading events: lists with cursors, statistics, time series."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Integer, Text, cast, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 
-from .. import realtime
 from ..errors import ValidationError
 from ..extensions import db
-from ..models import Event, utcnow
-from ..schemas import event_out
-
-
-@dataclass
-class IngestResult:
-    """What happened to each submitted event, in request order."""
-
-    events: list[Event]
-    created: list[bool]
-
-    @property
-    def accepted(self) -> int:
-        return sum(self.created)
-
-    @property
-    def duplicates(self) -> int:
-        return len(self.created) - self.accepted
-
-
-def new_event_id() -> str:
-    return "evt_" + secrets.token_urlsafe(16)
-
-
-def _existing_events(tenant_id: int, event_ids: set[str]) -> dict[str, Event]:
-    if not event_ids:
-        return {}
-    rows = db.session.scalars(
-        select(Event).where(Event.tenant_id == tenant_id, Event.event_id.in_(event_ids))
-    )
-    return {event.event_id: event for event in rows}
-
-
-def _store(tenant_id: int, items: list[dict]) -> IngestResult:
-    now = utcnow()
-    known = _existing_events(tenant_id, {item["id"] for item in items if "id" in item})
-    events, created = [], []
-    for item in items:
-        event_id = item.get("id") or new_event_id()
-        if event_id in known:
-            # An idempotent retry, or the same id twice in one batch: stored once.
-            events.append(known[event_id])
-            created.append(False)
-            continue
-        event = Event(
-            tenant_id=tenant_id,
-            event_id=event_id,
-            type=item["type"],
-            data=item.get("metadata", {}),
-            timestamp=item.get("timestamp") or now,
-            received_at=now,
-        )
-        known[event_id] = event
-        events.append(event)
-        created.append(True)
-    db.session.add_all(event for event, new in zip(events, created, strict=True) if new)
-    db.session.commit()
-    return IngestResult(events=events, created=created)
-
-
-def ingest_events(tenant_id: int, items: list[dict]) -> IngestResult:
-    """Store validated events all-or-nothing, then publish the new ones.
-
-    A concurrent request may store the same client id between our lookup and our
-    commit; the unique constraint catches it and the retry sees it as a duplicate.
-    """
-    try:
-        result = _store(tenant_id, items)
-    except IntegrityError:
-        db.session.rollback()
-        result = _store(tenant_id, items)
-    realtime.publish_events(
-        tenant_id, [e for e, new in zip(result.events, result.created, strict=True) if new]
-    )
-    return result
-
-
-def serialize(event: Event) -> dict:
-    return event_out.dump(event)
-
+from ..models import Event
 
 # --- reading ----------------------------------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""Group commit: concurrent requests share transactions, and each still gets its own answer."""
+
+import threading
+import time
+
+import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ingest.services import ingestion
+from tests.support import post_events
+
+
+@pytest.fixture
+def gated_store(monkeypatch):
+    """Holds the first commit until released, recording the size of every group."""
+    release, first_started, groups = threading.Event(), threading.Event(), []
+    real_store = ingestion._store
+
+    def store(requests):
+        groups.append(len(requests))
+        if len(groups) == 1:
+            first_started.set()
+            release.wait(10)
+        return real_store(requests)
+
+    monkeypatch.setattr(ingestion, "_store", store)
+    return release, first_started, groups
+
+
+def _post_in_threads(app, tenant, bodies):
+    responses = [None] * len(bodies)
+
+    def post(i):
+        responses[i] = app.test_client().post(
+            "/api/v1/events", json=bodies[i], headers=tenant["headers"]
+        )
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    return threads, responses
+
+
+def test_requests_waiting_behind_a_commit_share_the_next_one(app, client, tenant, gated_store):
+    release, first_started, groups = gated_store
+    leader, leader_responses = _post_in_threads(app, tenant, [{"type": "first", "id": "first"}])
+    assert first_started.wait(10)
+    followers, responses = _post_in_threads(
+        app, tenant, [{"type": "t", "id": f"f{i}"} for i in range(5)]
+    )
+    deadline = time.monotonic() + 10
+    while len(app.extensions["group_commit"]._waiting) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in leader + followers:
+        thread.join(10)
+    assert groups == [1, 5]
+    assert leader_responses[0].status_code == 201
+    assert [r.get_json()["id"] for r in responses] == [f"f{i}" for i in range(5)]
+    assert all(r.status_code == 201 for r in responses)
+    stored = client.get("/api/v1/events?limit=100", headers=tenant["headers"]).get_json()["data"]
+    assert sorted(e["id"] for e in stored) == sorted(["first"] + [f"f{i}" for i in range(5)])
+
+
+def test_same_id_from_two_requests_in_one_group_is_stored_once(app, client, tenant, gated_store):
+    release, first_started, _ = gated_store
+    leader, _ = _post_in_threads(app, tenant, [{"type": "first"}])
+    assert first_started.wait(10)
+    followers, responses = _post_in_threads(app, tenant, [{"type": "t", "id": "same"}] * 2)
+    deadline = time.monotonic() + 10
+    while len(app.extensions["group_commit"]._waiting) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in leader + followers:
+        thread.join(10)
+    assert sorted(r.status_code for r in responses) == [200, 201]
+    assert responses[0].get_json() == responses[1].get_json()
+
+
+def test_a_conflict_in_a_group_is_retried_request_by_request(app, client, tenant, monkeypatch):
+    real_store, calls = ingestion._store, []
+
+    def store(requests):
+        calls.append(len(requests))
+        if len(calls) == 1:
+            raise IntegrityError("INSERT", {}, Exception("another node stored it first"))
+        return real_store(requests)
+
+    monkeypatch.setattr(ingestion, "_store", store)
+    response = post_events(client, tenant, {"type": "a", "id": "x"})
+    assert response.status_code == 201
+    assert calls == [1, 1]
+
+
+def test_a_database_failure_fails_the_group_with_503_and_stores_nothing(
+    app, client, tenant, monkeypatch
+):
+    def store(requests):
+        raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(ingestion, "_store", store)
+    response = client.post("/api/v1/events", json={"type": "a"}, headers=tenant["headers"])
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "service_unavailable"
+    monkeypatch.undo()
+    assert client.get("/api/v1/events", headers=tenant["headers"]).get_json()["data"] == []
+
+
+def test_many_concurrent_requests_all_commit(app, client, tenant):
+    threads, responses = _post_in_threads(
+        app, tenant, [{"type": "t", "id": f"c{i}"} for i in range(40)]
+    )
+    for thread in threads:
+        thread.join(30)
+    assert all(r.status_code == 201 for r in responses)
+    stats = client.get("/api/v1/events/stats", headers=tenant["headers"]).get_json()
+    assert stats["total"] == 40
+
+
+def test_group_commit_can_be_turned_off(make_app):
+    from tests.support import create_tenant
+
+    app = make_app(GROUP_COMMIT=False)
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    assert post_events(client, tenant, {"type": "a"}).status_code == 201
+    assert app.extensions["group_commit"].enabled is False
