@@ -11,6 +11,7 @@ from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import middleware, ratelimits, realtime  # noqa: F401 - ratelimits registers its storage
+from .auth import CredentialCache
 from .config import load_config
 from .errors import register_error_handlers
 from .extensions import cors, db, limiter, migrate, socketio
@@ -59,6 +60,7 @@ def create_app(test_config: Mapping | None = None) -> Flask:
         ),
         cors_allowed_origins=app.config["CORS_ORIGINS"],
     )
+    app.extensions["credential_cache"] = CredentialCache(ttl=app.config["CREDENTIAL_CACHE_SECONDS"])
     app.extensions["group_commit"] = GroupCommitter(
         max_events=app.config["GROUP_COMMIT_MAX_EVENTS"], enabled=app.config["GROUP_COMMIT"]
     )

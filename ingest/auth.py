@@ -6,10 +6,12 @@ import functools
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
 import jwt
+from cachetools import TTLCache
 from flask import current_app, g, request
 from limits import parse as parse_rate_limit
 
@@ -61,8 +63,39 @@ def issue_token(tenant_id: int) -> tuple[str, int]:
     return token, ttl
 
 
+class CredentialCache:
+    """Recently verified credentials → principal, so hot clients skip a query per request.
+
+    Entries live ``ttl`` seconds; a changed rate limit is picked up within that time.
+    Only successful lookups are cached, keyed by the key's hash (never the key).
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000):
+        self._entries: TTLCache = TTLCache(maxsize=size, ttl=ttl)
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        with self._lock:
+            return self._entries.get(digest)
+
+    def put(self, digest: str, principal: Principal) -> None:
+        with self._lock:
+            self._entries[digest] = principal
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _credential_cache() -> CredentialCache:
+    return current_app.extensions["credential_cache"]
+
+
 def _tenant_from_api_key(key: str) -> Principal | None:
     digest = hash_api_key(key)
+    cached = _credential_cache().get(digest)
+    if cached is not None:
+        return cached
     tenant = extensions.db.session.execute(
         extensions.db.select(Tenant.id, Tenant.rate_limit, Tenant.api_key_hash).where(
             Tenant.api_key_hash == digest
@@ -70,7 +103,9 @@ def _tenant_from_api_key(key: str) -> Principal | None:
     ).first()
     if tenant is None or not hmac.compare_digest(tenant.api_key_hash, digest):
         return None
-    return Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="api_key")
+    principal = Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="api_key")
+    _credential_cache().put(digest, principal)
+    return principal
 
 
 def _tenant_from_jwt(token: str) -> Principal | None:

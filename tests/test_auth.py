@@ -114,3 +114,28 @@ def test_failed_attempts_are_limited_per_address(make_app):
         "/api/v1/events", headers=tenant["headers"], environ_base={"REMOTE_ADDR": "10.9.9.9"}
     )
     assert other_address.status_code == 200
+
+
+def test_verified_keys_are_cached_without_the_key(app, client, tenant):
+    from sqlalchemy import event as sa_event
+
+    from ingest.extensions import db
+
+    client.get("/api/v1/events", headers=tenant["headers"])  # warms the cache
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        client.get("/api/v1/events", headers=tenant["headers"])
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    assert not any("FROM tenants" in sql for sql in statements), statements
+    cache = app.extensions["credential_cache"]._entries
+    assert tenant["api_key"] not in str(dict(cache))
+
+
+def test_wrong_keys_are_never_cached(app, client, tenant):
+    client.get("/api/v1/events", headers={"X-API-Key": "ik_wrong"})
+    assert len(app.extensions["credential_cache"]._entries) == 0
