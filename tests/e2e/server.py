@@ -40,6 +40,20 @@ def fresh_database_url(tmp_path: Path) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database made by fresh_database_url (SQLite files go with tmp_path)."""
+    if not url.startswith(("postgresql", "postgres")):
+        return
+    import psycopg2
+
+    base, name = url.rsplit("/", 1)
+    conn = psycopg2.connect(base.replace("postgresql+psycopg2://", "postgresql://") + "/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
 class LiveServer:
     """One server process. ``start()`` runs migrations, then waits for /health."""
 

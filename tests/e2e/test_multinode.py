@@ -17,11 +17,9 @@ def shared_redis_url():
 
 
 def test_event_ingested_on_one_node_reaches_a_client_on_the_other(
-    live_server_factory, shared_redis_url, tmp_path
+    live_server_factory, shared_redis_url, fresh_database
 ):
-    from .server import fresh_database_url
-
-    database_url = fresh_database_url(tmp_path)
+    database_url = fresh_database()
     channel = f"ingest-test-{uuid.uuid4().hex}"
     env = {"REDIS_URL": shared_redis_url, "SOCKETIO_CHANNEL": channel}
     node_a = live_server_factory(database_url=database_url, **env)
@@ -44,10 +42,8 @@ def test_event_ingested_on_one_node_reaches_a_client_on_the_other(
             subscriber.close()
 
 
-def test_rate_limits_hold_across_nodes(live_server_factory, shared_redis_url, tmp_path):
-    from .server import fresh_database_url
-
-    database_url = fresh_database_url(tmp_path)
+def test_rate_limits_hold_across_nodes(live_server_factory, shared_redis_url, fresh_database):
+    database_url = fresh_database()
     env = {
         "REDIS_URL": shared_redis_url,
         "RATELIMIT_KEY_PREFIX": f"ingest-test-{uuid.uuid4().hex}",
