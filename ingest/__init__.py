@@ -72,6 +72,10 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(web.bp)
+    if app.config["BENCH_ROUTES"]:
+        from . import bench
+
+        app.register_blueprint(bench.bp)
     return app
 
 

@@ -130,5 +130,6 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "MAX_METADATA_BYTES": _int(env, "MAX_METADATA_BYTES", 64 * 1024, minimum=2),
         "MAX_METADATA_DEPTH": _int(env, "MAX_METADATA_DEPTH", 32, minimum=1),
         "MAX_FUTURE_SKEW_SECONDS": _int(env, "MAX_FUTURE_SKEW_SECONDS", 3600),
+        "BENCH_ROUTES": _bool(env, "BENCH_ROUTES", False),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
     }

@@ -46,3 +46,9 @@ def test_unexpected_error_is_500_without_internals(failing_app, caplog):
     assert "Traceback" not in response.get_data(as_text=True)
     assert "details" not in error
     assert any("req-123" in record.getMessage() for record in caplog.records)
+
+
+def test_bench_route_exists_only_in_bench_mode(make_app):
+    assert make_app().test_client().post("/bench/echo", json={}).status_code == 404
+    bench = make_app(BENCH_ROUTES=True).test_client()
+    assert bench.post("/bench/echo", json={"x": 1}).get_json() == {"ok": True}
