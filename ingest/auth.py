@@ -150,13 +150,21 @@ def _client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def _limits_enabled() -> bool:
+    # With RATELIMIT_ENABLED off, Flask-Limiter never builds its storage.
+    return current_app.config["RATELIMIT_ENABLED"]
+
+
 def _refuse(message: str):
     """Count a failed attempt against the caller's address, then refuse it."""
-    extensions.limiter.limiter.hit(_auth_failure_limit(), "auth-failures", _client_address())
+    if _limits_enabled():
+        extensions.limiter.limiter.hit(_auth_failure_limit(), "auth-failures", _client_address())
     raise AuthenticationFailed(message)
 
 
 def _ensure_not_locked_out() -> None:
+    if not _limits_enabled():
+        return
     limit = _auth_failure_limit()
     if not extensions.limiter.limiter.test(limit, "auth-failures", _client_address()):
         reset_at, _ = extensions.limiter.limiter.get_window_stats(

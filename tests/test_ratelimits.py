@@ -79,3 +79,16 @@ def test_reads_have_their_own_budget(make_app):
     )
     reads = [client.get("/api/v1/events", headers=tenant["headers"]).status_code for _ in range(3)]
     assert reads == [200, 200, 429]
+
+
+def test_limits_can_be_turned_off_entirely(make_app):
+    client = make_app(
+        RATELIMIT_ENABLED=False,
+        TENANT_RATE_LIMIT_DEFAULT="1/minute",
+        AUTH_FAILURE_RATE_LIMIT="1/minute",
+    ).test_client()
+    tenant = create_tenant(client, "acme")
+    bad = [client.get("/api/v1/events", headers={"X-API-Key": "ik_x"}) for _ in range(3)]
+    assert [r.status_code for r in bad] == [401, 401, 401]
+    posts = [post_events(client, tenant, {"type": "a"}).status_code for _ in range(3)]
+    assert posts == [201, 201, 201]
