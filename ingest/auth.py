@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -57,8 +58,15 @@ def generate_api_key() -> NewApiKey:
 def issue_token(tenant_id: int) -> tuple[str, int]:
     """A short-lived HS256 JWT scoped to one tenant; returns (token, seconds to expiry)."""
     ttl = current_app.config["TOKEN_TTL_SECONDS"]
-    now = int(time.time())
-    claims = {"sub": str(tenant_id), "aud": _JWT_AUDIENCE, "iat": now, "exp": now + ttl}
+    now = time.time()
+    # iat rounds down (never in the future); exp rounds up, so the token lives at least
+    # the ``expires_in`` we announce.
+    claims = {
+        "sub": str(tenant_id),
+        "aud": _JWT_AUDIENCE,
+        "iat": int(now),
+        "exp": math.ceil(now) + ttl,
+    }
     token = jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=_JWT_ALGORITHM)
     return token, ttl
 

@@ -139,3 +139,10 @@ def test_verified_keys_are_cached_without_the_key(app, client, tenant):
 def test_wrong_keys_are_never_cached(app, client, tenant):
     client.get("/api/v1/events", headers={"X-API-Key": "ik_wrong"})
     assert len(app.extensions["credential_cache"]._entries) == 0
+
+
+def test_token_lives_at_least_as_long_as_announced(client, tenant):
+    before = time.time()
+    body = _token(client, tenant).get_json()
+    claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"], audience="ingest:tenant")
+    assert claims["exp"] >= before + body["expires_in"]

@@ -1,0 +1,85 @@
+// Small DOM and formatting helpers. Everything that shows server data goes through
+// textContent or attributes, never innerHTML: event types and metadata are
+// attacker-controlled.
+
+export function byId(id) {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`#${id} is missing from index.html`);
+  return element;
+}
+
+/** A new element with a class and text; children are appended in order. */
+export function element(tag, { className, text, attrs } = {}, children = []) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+export function svgElement(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** A deep copy of a <template>'s single root element. */
+export function fromTemplate(id) {
+  return byId(id).content.firstElementChild.cloneNode(true);
+}
+
+/** Shows a message in a state line (loading, empty, error), or hides it when empty. */
+export function setState(node, message, kind = "info") {
+  node.textContent = message || "";
+  node.hidden = !message;
+  node.dataset.kind = kind;
+}
+
+/** A stable hue for a string, so one event type or tenant always gets one colour. */
+export function hueFor(text) {
+  let hash = 0;
+  for (const char of text) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  return hash % 360;
+}
+
+// CSSOM property writes are allowed under `style-src 'self'`; style attributes are not.
+export function setHue(node, text) {
+  node.style.setProperty("--hue", String(hueFor(text)));
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  dateStyle: "medium",
+  timeStyle: "medium",
+});
+const numberFormat = new Intl.NumberFormat();
+
+export function formatTime(iso) {
+  return timeFormat.format(new Date(iso));
+}
+
+export function formatDateTime(iso) {
+  return dateTimeFormat.format(new Date(iso));
+}
+
+export function formatCount(n) {
+  return numberFormat.format(n);
+}
+
+export function formatRelative(iso, now = Date.now()) {
+  const seconds = Math.round((now - new Date(iso).getTime()) / 1000);
+  if (seconds < 5) return "just now";
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return formatDateTime(iso);
+}

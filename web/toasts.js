@@ -1,0 +1,69 @@
+// Toasts: short notices in a live region. Errors say which category they are, so a
+// person knows whether to fix the input, sign in again, wait, or check the network.
+
+import { ErrorCategory } from "./api.js";
+import { byId, element } from "./dom.js";
+
+const MAX_VISIBLE = 5;
+const DISMISS_AFTER_MS = { success: 4000, info: 5000, warning: 8000, error: 8000 };
+
+const ERROR_TITLES = {
+  [ErrorCategory.VALIDATION]: "Invalid input",
+  [ErrorCategory.AUTH]: "Not authorised",
+  [ErrorCategory.RATE_LIMIT]: "Rate limit reached",
+  [ErrorCategory.CONFLICT]: "Already exists",
+  [ErrorCategory.NOT_FOUND]: "Not found",
+  [ErrorCategory.NETWORK]: "Network problem",
+  [ErrorCategory.SERVER]: "Server error",
+};
+
+/** Shows a toast; `kind` is success, info, warning or error. Returns the node. */
+export function showToast({ kind = "info", title, message = "", category = "" }) {
+  const container = byId("toasts");
+  const close = element("button", {
+    className: "toast-close",
+    text: "×",
+    attrs: { type: "button", "aria-label": "Dismiss notification" },
+  });
+  const toast = element("div", { className: `toast toast-${kind}` }, [
+    element("div", { className: "toast-body" }, [
+      element("p", { className: "toast-title", text: title }),
+      ...(message ? [element("p", { className: "toast-message", text: message })] : []),
+    ]),
+    close,
+  ]);
+  // Errors interrupt (role=alert); other notices wait their turn in the polite region.
+  toast.setAttribute("role", kind === "error" || kind === "warning" ? "alert" : "status");
+  if (category) toast.dataset.category = category;
+
+  const dismiss = () => toast.remove();
+  close.addEventListener("click", dismiss);
+  let timer = setTimeout(dismiss, DISMISS_AFTER_MS[kind] ?? 5000);
+  // Hovering or focusing a toast keeps it, so it can be read.
+  const hold = () => clearTimeout(timer);
+  const release = () => (timer = setTimeout(dismiss, 3000));
+  toast.addEventListener("mouseenter", hold);
+  toast.addEventListener("mouseleave", release);
+  toast.addEventListener("focusin", hold);
+  toast.addEventListener("focusout", release);
+
+  container.append(toast);
+  while (container.children.length > MAX_VISIBLE) container.firstElementChild.remove();
+  return toast;
+}
+
+export function toastSuccess(title, message) {
+  return showToast({ kind: "success", title, message });
+}
+
+/** A toast for any failure: an ApiError's category picks the title, or a plain Error. */
+export function toastError(error, context = "") {
+  const category = error.category || ErrorCategory.SERVER;
+  let title = ERROR_TITLES[category] || "Something went wrong";
+  if (category === ErrorCategory.RATE_LIMIT && error.retryAfter) {
+    title = `${title}: retry in ${error.retryAfter} s`;
+  }
+  const message = context ? `${context}: ${error.message}` : error.message;
+  const kind = category === ErrorCategory.RATE_LIMIT ? "warning" : "error";
+  return showToast({ kind, title, message, category });
+}
