@@ -7,10 +7,11 @@ import logging
 from collections.abc import Mapping
 
 from flask import Flask
+from flask.sessions import NullSession, SessionInterface
 from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import middleware, ratelimits, realtime  # noqa: F401 - ratelimits registers its storage
+from . import middleware, ratelimits, realtime
 from .auth import CredentialCache
 from .config import load_config
 from .errors import register_error_handlers
@@ -31,6 +32,8 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False
+    # The API keeps no cookie sessions; skipping Flask's saves work on every request.
+    app.session_interface = NoSessions()
     _configure_logging(app)
     _ensure_instance_folder(app)
     _compact_json_columns(app)
@@ -44,6 +47,7 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     _tune_sqlite(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     limiter.init_app(app)
+    ratelimits.init_app(app)
     cors.init_app(
         app,
         resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
@@ -77,6 +81,19 @@ def create_app(test_config: Mapping | None = None) -> Flask:
 
         app.register_blueprint(bench.bp)
     return app
+
+
+class NoSessions(SessionInterface):
+    """No cookie sessions: credentials travel in headers on every request."""
+
+    def open_session(self, app, request):
+        return NullSession()
+
+    def save_session(self, app, session, response):
+        return None
+
+    def make_null_session(self, app):
+        return NullSession()
 
 
 def _migrations_dir() -> str:

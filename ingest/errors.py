@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify
-from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
@@ -89,11 +88,6 @@ def _handle_api_error(error: ApiError):
     return error_response(error.status, error.code, error.message, error.details, error.headers)
 
 
-def _handle_rate_limit(error: RateLimitExceeded):
-    # Flask-Limiter's after_request hook adds Retry-After and the X-RateLimit-* headers.
-    return error_response(429, "rate_limited", f"Rate limit exceeded: {error.description}.")
-
-
 def _handle_http_error(error: HTTPException):
     status = error.code or 500
     code = _HTTP_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
@@ -121,7 +115,6 @@ def _handle_unexpected(error: Exception):
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
-    app.register_error_handler(RateLimitExceeded, _handle_rate_limit)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(DBAPIError, _handle_database_error)
     app.register_error_handler(PoolTimeoutError, _handle_database_error)

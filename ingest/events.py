@@ -26,8 +26,14 @@ from .validation import load, query_args
 bp = Blueprint("events", __name__, url_prefix="/api/v1/events")
 
 
-def _event_schema(**kwargs) -> EventInSchema:
-    return EventInSchema(limits=EventLimits.from_config(current_app.config), **kwargs)
+def _event_schema(many: bool = False) -> EventInSchema:
+    # Built once per app: constructing a marshmallow schema copies every field, which
+    # profiling showed costing ~4% of an ingest request.
+    schemas = current_app.extensions.setdefault("event_schemas", {})
+    if many not in schemas:
+        limits = EventLimits.from_config(current_app.config)
+        schemas[many] = EventInSchema(limits=limits, many=many)
+    return schemas[many]
 
 
 def _reads_body(reader):

@@ -24,10 +24,6 @@ def _start_request() -> None:
 
 def _finish_request(response):
     response.headers["X-Request-ID"] = g.get("request_id", "")
-    if response.status_code not in (429, 503):
-        # Flask-Limiter adds Retry-After to every limited response; it means something
-        # only on a 429 (and on a 503 that sets its own).
-        response.headers.pop("Retry-After", None)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
