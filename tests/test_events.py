@@ -175,16 +175,20 @@ def test_list_query_errors(client, tenant):
         assert response.get_json()["error"]["code"] == "validation_error"
 
 
-def test_cursor_pages_cover_everything_once(client, tenant):
-    post_events(client, tenant, *[{"type": "t", "id": f"e{i}"} for i in range(25)])
+def _all_pages(client, tenant, query):
+    """Every event id, following next_cursor from the first page to the last."""
     seen, cursor = [], None
     while True:
-        page = _list(client, tenant, "?limit=10" + (f"&cursor={cursor}" if cursor else ""))
+        page = _list(client, tenant, query + (f"&cursor={cursor}" if cursor else ""))
         seen += [e["id"] for e in page["data"]]
         cursor = page["next_cursor"]
         if cursor is None:
-            break
-    assert seen == [f"e{i}" for i in reversed(range(25))]
+            return seen
+
+
+def test_cursor_pages_cover_everything_once(client, tenant):
+    post_events(client, tenant, *[{"type": "t", "id": f"e{i}"} for i in range(25)])
+    assert _all_pages(client, tenant, "?limit=10") == [f"e{i}" for i in reversed(range(25))]
 
 
 def test_cursor_pages_neither_skip_nor_repeat_while_events_arrive(app, client, tenant):
@@ -201,19 +205,8 @@ def test_cursor_pages_neither_skip_nor_repeat_while_events_arrive(app, client, t
     thread = threading.Thread(target=keep_ingesting)
     thread.start()
     try:
-        first = _list(client, tenant, "?limit=7&type=old")
-        seen, cursor = [e["id"] for e in first["data"]], first["next_cursor"]
-        while cursor:
-            page = _list(client, tenant, f"?limit=7&type=old&cursor={cursor}")
-            seen += [e["id"] for e in page["data"]]
-            cursor = page["next_cursor"]
-        unfiltered, cursor = [], None
-        while True:
-            page = _list(client, tenant, "?limit=9" + (f"&cursor={cursor}" if cursor else ""))
-            unfiltered += [e["id"] for e in page["data"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
+        seen = _all_pages(client, tenant, "?limit=7&type=old")
+        unfiltered = _all_pages(client, tenant, "?limit=9")
     finally:
         stop.set()
         thread.join()

@@ -41,6 +41,12 @@ def _post_in_threads(app, tenant, bodies):
     return threads, responses
 
 
+def _wait_until_queued(app, count):
+    deadline = time.monotonic() + 10
+    while len(app.extensions["group_commit"]._waiting) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_requests_waiting_behind_a_commit_share_the_next_one(app, client, tenant, gated_store):
     release, first_started, groups = gated_store
     leader, leader_responses = _post_in_threads(app, tenant, [{"type": "first", "id": "first"}])
@@ -48,9 +54,7 @@ def test_requests_waiting_behind_a_commit_share_the_next_one(app, client, tenant
     followers, responses = _post_in_threads(
         app, tenant, [{"type": "t", "id": f"f{i}"} for i in range(5)]
     )
-    deadline = time.monotonic() + 10
-    while len(app.extensions["group_commit"]._waiting) < 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until_queued(app, 5)
     release.set()
     for thread in leader + followers:
         thread.join(10)
@@ -67,9 +71,7 @@ def test_same_id_from_two_requests_in_one_group_is_stored_once(app, client, tena
     leader, _ = _post_in_threads(app, tenant, [{"type": "first"}])
     assert first_started.wait(10)
     followers, responses = _post_in_threads(app, tenant, [{"type": "t", "id": "same"}] * 2)
-    deadline = time.monotonic() + 10
-    while len(app.extensions["group_commit"]._waiting) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until_queued(app, 2)
     release.set()
     for thread in leader + followers:
         thread.join(10)
