@@ -163,14 +163,19 @@ def _limits_enabled() -> bool:
     return current_app.config["RATELIMIT_ENABLED"]
 
 
-def _refuse(message: str):
-    """Count a failed attempt against the caller's address, then refuse it."""
+def count_failed_attempt() -> None:
+    """Count a failed authentication against the caller's address (HTTP or Socket.IO)."""
     if _limits_enabled():
         extensions.limiter.limiter.hit(_auth_failure_limit(), "auth-failures", _client_address())
+
+
+def _refuse(message: str):
+    count_failed_attempt()
     raise AuthenticationFailed(message)
 
 
-def _ensure_not_locked_out() -> None:
+def ensure_not_locked_out() -> None:
+    """RateLimited if the caller's address has failed authentication too often."""
     if not _limits_enabled():
         return
     limit = _auth_failure_limit()
@@ -189,7 +194,7 @@ def authenticate() -> Principal:
     """The principal of the current request, or AuthenticationFailed. Cached on ``g``."""
     if "principal" in g:
         return g.principal
-    _ensure_not_locked_out()
+    ensure_not_locked_out()
     api_key = request.headers.get("X-API-Key")
     bearer = _bearer_token()
     if not api_key and not bearer:

@@ -19,7 +19,8 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError
 from sqlalchemy import select
 
-from .auth import resolve_credentials
+from .auth import count_failed_attempt, ensure_not_locked_out, resolve_credentials
+from .errors import RateLimited
 from .extensions import db, socketio
 from .models import Event
 from .schemas import event_json
@@ -263,18 +264,30 @@ def _credentials(auth) -> tuple[str | None, str | None, str | None]:
     )
 
 
-@socketio.on("connect")
-def on_connect(auth=None):
-    api_key, token, last_event_id = _credentials(auth)
+def _authenticate(api_key: str | None, token: str | None):
+    """The connecting tenant's principal, or ConnectionRefusedError saying why."""
+    try:
+        ensure_not_locked_out()
+    except RateLimited as error:
+        raise ConnectionRefusedError(f"rate_limited: {error.message}") from None
     if not api_key and not token:
+        count_failed_attempt()
         raise ConnectionRefusedError(
             "authentication_failed: send auth={'api_key': ...} or auth={'token': ...}"
         )
     principal = resolve_credentials(api_key, token)
     if principal is None:
+        count_failed_attempt()
         raise ConnectionRefusedError(
             "authentication_failed: invalid, expired or revoked credentials"
         )
+    return principal
+
+
+@socketio.on("connect")
+def on_connect(auth=None):
+    api_key, token, last_event_id = _credentials(auth)
+    principal = _authenticate(api_key, token)
     if principal.is_admin:
         raise ConnectionRefusedError(
             "forbidden: the admin token has no event stream; use a tenant token"

@@ -171,3 +171,14 @@ def test_live_events_during_replay_are_delivered_once_after_it(app, client, tena
         realtime.events_to_replay = original
     sequence = [m["args"][0].get("id", "|") if m["name"] == "event" else "|" for m in messages]
     assert sequence == ["old1", "old2", "|", "during1", "during2"]
+
+
+def test_failed_socket_logins_count_towards_the_address_lockout(make_app):
+    app = make_app(AUTH_FAILURE_RATE_LIMIT="2/minute")
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    for _ in range(2):
+        assert not _connect(app, client, api_key="ik_wrong").is_connected()
+    # Locked out now, even with the right key, over Socket.IO and HTTP alike.
+    assert not _connect(app, client, api_key=tenant["api_key"]).is_connected()
+    assert client.get("/api/v1/events", headers=tenant["headers"]).status_code == 429
