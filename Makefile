@@ -36,6 +36,19 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Benchmarks (tests/bench/README.md): scripts, not tests; results in bench-results/.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): setup.cfg $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python tests/bench/ingest.py $(BENCH_ARGS)
+
+bench-queries: $(BENCH_STAMP)
+	$(BIN)/python tests/bench/queries.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
 

@@ -1,0 +1,227 @@
+"""Shared by the benchmark scripts: fresh databases, the live server, statistics, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import requests
+
+from tests.e2e.server import ROOT, LiveServer
+
+RESULTS_DIR = ROOT / "bench-results"
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+def _libpq_url(url: str) -> str:
+    return url.replace("postgresql+psycopg2://", "postgresql://").replace(
+        "postgres://", "postgresql://"
+    )
+
+
+def pg_connect(url: str):
+    import psycopg2
+
+    return psycopg2.connect(_libpq_url(url))
+
+
+def create_pg_database(server_url: str, prefix: str = "ingest_bench") -> str:
+    """A new, empty database on the server of ``server_url``; returns its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    base = _libpq_url(server_url).rsplit("/", 1)[0]
+    conn = pg_connect(base + "/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"{base}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    base, name = _libpq_url(url).rsplit("/", 1)
+    conn = pg_connect(base + "/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def is_postgres(url: str | None) -> bool:
+    return bool(url) and url.split(":", 1)[0].startswith("postgres")
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+class BenchServer(LiveServer):
+    """LiveServer with a choice of entry point (``argv``) and a view of its memory."""
+
+    def __init__(self, database_url: str, mode: str, argv: list[str] | None = None, **env: str):
+        super().__init__(database_url, mode=mode, **env)
+        self.argv = argv or ["wsgi.py"]
+
+    def start(self, migrate: bool = True) -> BenchServer:
+        if migrate:
+            self.migrate()
+        log = open(self.log_path, "w")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, *self.argv], cwd=ROOT, env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not answer in 30 s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        return rss_kib(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def raise_open_files_limit(wanted: int = 65536) -> int:
+    """Raise this process's (and so its children's) open-files limit as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- statistics and reports --------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    low = int(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    rule = "| " + " | ".join("-" * w for w in widths) + " |"
+    return "\n".join([line(headers), rule, *map(line, cells)])
+
+
+def versions() -> dict:
+    names = ["Flask", "Flask-SocketIO", "eventlet", "SQLAlchemy", "psycopg2-binary", "aiohttp"]
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def environment() -> dict:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "ingest", "wsgi.py", "migrations"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "commit": commit,
+        "app_code_uncommitted_changes": bool(dirty),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "packages": versions(),
+    }
+
+
+def write_results(name: str, data: dict) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / name
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return path
+
+
+# Equivalent to no limits, for servers where RATELIMIT_ENABLED=false does not work yet.
+HUGE_LIMITS = {
+    "RATELIMIT_DEFAULT": "1000000000/minute",
+    "RATELIMIT_READS": "1000000000/minute",
+    "RATELIMIT_AUTH_FAILURES": "1000000000/minute",
+}
+
+
+def start_server(
+    database_url: str, mode: str, argv: list[str] | None = None, migrate: bool = True, **env: str
+):
+    """A started BenchServer with rate limiting off; returns (server, how limits were off).
+
+    With RATELIMIT_ENABLED=false some versions of the app answer every authenticated
+    request with a 500 (auth.py reads ``limiter.limiter``, which is None then); the
+    server is then restarted with limits no benchmark can reach.
+    """
+    env = {"RATELIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING", **env}
+    server = BenchServer(database_url, mode, argv, **env).start(migrate=migrate)
+    from tests.e2e.server import ADMIN_TOKEN
+
+    probe = requests.get(
+        server.url + "/api/v1/tenants",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    if probe.status_code == 200:
+        return server, "RATELIMIT_ENABLED=false"
+    server.stop()
+    print(
+        f"  ! with RATELIMIT_ENABLED=false an authenticated request got {probe.status_code};"
+        " using limits of 1e9/minute instead"
+    )
+    env = {**env, "RATELIMIT_ENABLED": "true", **HUGE_LIMITS}
+    server = BenchServer(database_url, mode, argv, **env).start(migrate=False)
+    return server, "limits of 1e9/minute (RATELIMIT_ENABLED=false answered 500)"

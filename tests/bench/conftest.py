@@ -1,0 +1,3 @@
+"""Benchmarks are scripts (`make bench`, `make bench-queries`), never pytest tests."""
+
+collect_ignore_glob = ["*"]
