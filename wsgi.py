@@ -34,7 +34,27 @@ def serve() -> None:
         )
     else:
         print(f"\n  Serving on {url}\n", flush=True)
-    socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=True)
+    if app.config["SOCKETIO_ASYNC_MODE"] == "eventlet":
+        _serve_eventlet(host, port)
+    else:
+        socketio.run(app, host=host, port=port, log_output=False, allow_unsafe_werkzeug=True)
+
+
+def _serve_eventlet(host: str, port: int) -> None:
+    """What socketio.run does under eventlet, plus TCP_NODELAY.
+
+    Without it, a keep-alive response larger than eventlet's write buffer waits ~40 ms
+    for the client's delayed ACK (Nagle); gunicorn sets the option itself.
+    """
+    import socket
+
+    import eventlet.green.socket
+    import eventlet.wsgi
+
+    family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
+    listener = eventlet.listen(address, family)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    eventlet.wsgi.server(listener, app, log_output=False)
 
 
 if __name__ == "__main__":

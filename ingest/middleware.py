@@ -31,7 +31,8 @@ def _finish_request(response):
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.path.startswith("/api/"):
         response.headers.setdefault("Cache-Control", "no-store")
-    _log_access(response.status_code)
+    if access_log.isEnabledFor(logging.INFO):
+        _log_access(response.status_code)
     return response
 
 

@@ -87,7 +87,14 @@ class Event(db.Model):
         # Idempotent retries: one event per client id per tenant.
         db.UniqueConstraint("tenant_id", "event_id", name="uq_events_tenant_event_id"),
         Index("ix_events_tenant_seq", "tenant_id", "seq"),
-        Index("ix_events_tenant_type_seq", "tenant_id", "type", "seq"),
+        # INCLUDE timestamp: stats become an index-only scan on PostgreSQL (migration 0003).
+        Index(
+            "ix_events_tenant_type_seq",
+            "tenant_id",
+            "type",
+            "seq",
+            postgresql_include=["timestamp"],
+        ),
         Index("ix_events_tenant_timestamp", "tenant_id", "timestamp"),
         # `q` search on PostgreSQL (migration 0002); SQLite scans.
         Index(
