@@ -43,23 +43,38 @@ def _no_nul(value: str) -> None:
         raise ValidationError("NUL bytes are not allowed.")
 
 
-def check_json_document(value, max_depth: int) -> None:
-    """Reject what JSON columns can't store faithfully: NUL bytes, NaN/Infinity, deep nesting."""
-    stack = [(value, 1)]
+def check_json_document(value, max_depth: int) -> int:
+    """Reject what JSON columns can't store faithfully: NUL bytes, NaN/Infinity, deep nesting.
+
+    Returns an upper bound of the compact UTF-8 serialisation's size, so that the
+    exact (costlier) size only needs computing for documents near the limit.
+    """
+    bound, stack = 0, [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > max_depth:
             raise ValidationError(f"Nesting is deeper than {max_depth} levels.")
         if isinstance(node, dict):
+            bound += 2
             for key, child in node.items():
                 _no_nul(key)
+                bound += 4 + 6 * len(key)  # quotes, colon, comma; \uXXXX is the worst char
                 stack.append((child, depth + 1))
         elif isinstance(node, list):
+            bound += 2 + len(node)
             stack.extend((child, depth + 1) for child in node)
         elif isinstance(node, str):
             _no_nul(node)
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise ValidationError("NaN and Infinity are not valid JSON numbers.")
+            bound += 2 + 6 * len(node)
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                raise ValidationError("NaN and Infinity are not valid JSON numbers.")
+            bound += 32
+        elif isinstance(node, int) and not isinstance(node, bool):
+            bound += len(str(node))
+        else:
+            bound += 5  # true, false, null
+    return bound
 
 
 class _StrictSchema(Schema):
@@ -92,7 +107,9 @@ class EventInSchema(_StrictSchema):
 
     @validates("metadata")
     def _check_metadata(self, value: dict, **_) -> None:
-        check_json_document(value, self.limits.max_metadata_depth)
+        bound = check_json_document(value, self.limits.max_metadata_depth)
+        if bound <= self.limits.max_metadata_bytes:
+            return
         size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
         if size > self.limits.max_metadata_bytes:
             raise ValidationError(
@@ -120,15 +137,22 @@ def event_json(event) -> dict:
 
     Written by hand rather than as a marshmallow schema: it runs for every event
     ingested and published, where a schema dump costs more than the insert.
-    ``event`` is an Event or a row dict with the same attribute names.
+    ``event`` is an Event, or a row as inserted (keyed by column name).
     """
-    get = event.get if isinstance(event, dict) else event.__getattribute__
+    if not isinstance(event, dict):
+        event = {
+            "event_id": event.event_id,
+            "type": event.type,
+            "metadata": event.data,
+            "timestamp": event.timestamp,
+            "received_at": event.received_at,
+        }
     return {
-        "id": get("event_id"),
-        "type": get("type"),
-        "metadata": get("data"),
-        "timestamp": get("timestamp").astimezone(UTC).isoformat(),
-        "received_at": get("received_at").astimezone(UTC).isoformat(),
+        "id": event["event_id"],
+        "type": event["type"],
+        "metadata": event["metadata"],
+        "timestamp": event["timestamp"].astimezone(UTC).isoformat(),
+        "received_at": event["received_at"].astimezone(UTC).isoformat(),
     }
 
 

@@ -2,7 +2,7 @@
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.support import post_events
@@ -214,3 +214,39 @@ def test_valid_events_round_trip_exactly(client, tenant):
     listed = client.get("/api/v1/events", headers=tenant["headers"]).get_json()["data"][0]
     assert event["metadata"] == metadata == listed["metadata"]
     assert json.loads(json.dumps(listed)) == listed
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=json_values)
+def test_size_bound_is_never_below_the_real_size(document):
+    from marshmallow import ValidationError
+
+    from ingest.schemas import check_json_document
+
+    try:
+        bound = check_json_document(document, max_depth=1000)
+    except ValidationError:
+        assume(False)  # NUL bytes and infinities are refused before size matters
+    real = len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+    assert bound >= real
+
+
+def test_metadata_just_over_the_limit_is_measured_exactly(make_app):
+    from tests.support import create_tenant
+
+    client = make_app(MAX_METADATA_BYTES=100).test_client()
+    tenant = create_tenant(client, "acme")
+    fits = {"k": "é" * 45}  # {"k":"…"} is 8 + 90 bytes: under the limit, over the bound
+    over = {"k": "é" * 47}
+    assert (
+        client.post(
+            "/api/v1/events", json={"type": "a", "metadata": fits}, headers=tenant["headers"]
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/api/v1/events", json={"type": "a", "metadata": over}, headers=tenant["headers"]
+        ).status_code
+        == 400
+    )
