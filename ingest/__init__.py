@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping
 
 from flask import Flask
@@ -124,12 +125,30 @@ def _compact_json_columns(app: Flask) -> None:
     )
 
 
+def _commit_off_the_hub(engine) -> None:
+    """Under eventlet, run SQLite's commits (and their fsync) in a native thread.
+
+    sqlite3 is C code that eventlet cannot make cooperative: a commit blocks every
+    greenlet of the process for the length of an fsync. tpool runs it in a real
+    thread while the hub goes on serving (file databases are opened with
+    check_same_thread=False, and the committing greenlet waits, so the connection is
+    never used from two places at once). Nothing changes in threading mode.
+    """
+    eventlet = sys.modules.get("eventlet")
+    if eventlet is None or not eventlet.patcher.is_monkey_patched("socket"):
+        return
+    from eventlet import tpool
+
+    engine.dialect.do_commit = lambda dbapi_connection: tpool.execute(dbapi_connection.commit)
+
+
 def _tune_sqlite(app: Flask) -> None:
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
     synchronous = app.config["SQLITE_SYNCHRONOUS"]
 
     with app.app_context():
+        _commit_off_the_hub(db.engine)
 
         @sa_event.listens_for(db.engine, "connect")
         def _on_connect(dbapi_connection, _record):
