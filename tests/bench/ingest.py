@@ -2,7 +2,7 @@
 
 One run against one real server (`python wsgi.py`, fresh database) so the ratios hold
 on a noisy machine:
-  1. ceiling   POST /bench/echo (same stack, trivial route; BENCH_ROUTES=1)
+  1. ceiling   POST /api/v1/bench/echo (same stack, trivial route; BENCH_ROUTES=1)
   2. single    POST /api/v1/events, ~300-byte events, 32 connections
   3. batch     POST /api/v1/events/batch with 100 and 1000 events
   4. floor     the same rows through SQLAlchemy Core executemany in this process
@@ -118,16 +118,17 @@ def fresh_database(tmp: Path) -> str:
     return f"sqlite:///{tmp / 'bench.db'}"
 
 
+ECHO_PATH = "/api/v1/bench/echo"
+
+
 def start_bench_server(database_url: str, mode: str, migrate: bool = True, **env: str):
-    """The server with BENCH_ROUTES=1; if /bench/echo is missing, the echo_server.py entry."""
+    """The server with BENCH_ROUTES=1, which adds the ceiling route."""
     env = {"BENCH_ROUTES": "1", **env}
     server, limits = start_server(database_url, mode, migrate=migrate, **env)
-    if requests.post(server.url + "/bench/echo", json={}, timeout=10).ok:
-        return server, limits, "wsgi.py with BENCH_ROUTES=1"
-    server.stop()
-    argv = ["tests/bench/echo_server.py"]
-    server, limits = start_server(database_url, mode, argv=argv, migrate=False, **env)
-    return server, limits, "tests/bench/echo_server.py (no BENCH_ROUTES hook in the app yet)"
+    if not requests.post(server.url + ECHO_PATH, json={}, timeout=10).ok:
+        server.stop()
+        raise SystemExit(f"{ECHO_PATH} is missing: the app must register it with BENCH_ROUTES=1")
+    return server, limits, f"wsgi.py with BENCH_ROUTES=1 ({ECHO_PATH})"
 
 
 # --- 4. floor --------------------------------------------------------------------------------
@@ -520,9 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         live_key = server.create_tenant("bench-live")["api_key"]
         events_url = server.url + "/api/v1/events"
 
-        run_wrk(server.url + "/bench/echo", key, single_bodies, 32, 2)  # warm-up
+        run_wrk(server.url + ECHO_PATH, key, single_bodies, 32, 2)  # warm-up
         run_wrk(events_url, key, single_bodies, 32, 2)
-        ceiling = wrk_summary(run_wrk(server.url + "/bench/echo", key, single_bodies, 32, seconds))
+        ceiling = wrk_summary(run_wrk(server.url + ECHO_PATH, key, single_bodies, 32, seconds))
         results["ceiling"] = ceiling
         print(f"  1. ceiling: {ceiling['requests_per_s']:,.0f} requests/s")
         single = wrk_summary(run_wrk(events_url, key, single_bodies, 32, seconds))
@@ -580,7 +581,7 @@ def report(r: dict) -> None:
     ceiling = r["ceiling"]["requests_per_s"]
     floor = r["floor"]["rows_per_s"]
     s = r["single"]
-    rows.append(["ceiling: POST /bench/echo", f"{ceiling:,.0f} req/s", "1.00", "", ""])
+    rows.append([f"ceiling: POST {ECHO_PATH}", f"{ceiling:,.0f} req/s", "1.00", "", ""])
     ratio = s["events_per_s"] / ceiling
     rows.append(
         [
