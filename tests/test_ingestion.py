@@ -127,3 +127,24 @@ def test_group_commit_can_be_turned_off(make_app):
     tenant = create_tenant(client, "acme")
     assert post_events(client, tenant, {"type": "a"}).status_code == 201
     assert app.extensions["group_commit"].enabled is False
+
+
+def test_waiting_requests_hold_no_database_connection(make_app, gated_store):
+    """A small pool, every request looking its key up: waiting must not starve the leader."""
+    from tests.support import create_tenant
+
+    release, first_started, groups = gated_store
+    app = make_app(
+        CREDENTIAL_CACHE_SECONDS=0,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 2, "max_overflow": 0, "pool_timeout": 1},
+    )
+    tenant = create_tenant(app.test_client(), "acme")
+    leader, leader_responses = _post_in_threads(app, tenant, [{"type": "first"}])
+    assert first_started.wait(10)
+    followers, responses = _post_in_threads(app, tenant, [{"type": "t"}, {"type": "t"}])
+    _wait_until_queued(app, 2)  # gives up after 10 s; the pool's timeout is 1 s
+    release.set()
+    for thread in leader + followers:
+        thread.join(10)
+    assert [r.status_code for r in leader_responses + responses] == [201, 201, 201]
+    assert groups == [1, 2]

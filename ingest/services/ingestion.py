@@ -139,6 +139,9 @@ class GroupCommitter:
 
     def submit(self, tenant_id: int, items: list[dict]) -> IngestResult:
         request = _Request(tenant_id, items)
+        # Hand back the connection this request holds (from its credential lookup) before
+        # waiting: followers holding connections could leave the leader none to commit with.
+        db.session.close()
         if not self.enabled:
             self._commit([request])
         else:
