@@ -28,6 +28,8 @@ from .schemas import event_json
 log = logging.getLogger("ingest.realtime")
 
 NAMESPACE = "/"
+# How long a replayed event's late live copy is still recognised (and dropped).
+REPLAYED_MEMORY_SECONDS = 30.0
 
 
 def tenant_room(tenant_id: int) -> str:
@@ -44,6 +46,10 @@ class Feed:
     types: frozenset[str] = frozenset()  # empty: every type
     replaying: bool = False
     buffered: list[dict] = field(default_factory=list)
+    # Replayed ids whose live publish may still be on its way: an event is published
+    # a moment after its commit, so the replay can read it before its live copy comes.
+    replayed: set[str] = field(default_factory=set)
+    replayed_until: float = 0.0
 
     def wants(self, event: dict) -> bool:
         return not self.types or event.get("type") in self.types
@@ -77,12 +83,24 @@ class FeedRegistry:
                 feed = self._feeds.get(sid)
                 if feed is None:
                     continue
-                if not feed.wants(event):
+                if not feed.wants(event) or self._already_replayed(feed, event):
                     skip.append(sid)
                 elif feed.replaying:
                     feed.buffered.append(event)
                     skip.append(sid)
         return skip
+
+    @staticmethod
+    def _already_replayed(feed: Feed, event: dict) -> bool:
+        if not feed.replayed:
+            return False
+        if time.monotonic() > feed.replayed_until:
+            feed.replayed = set()
+            return False
+        if event["id"] in feed.replayed:
+            feed.replayed.discard(event["id"])
+            return True
+        return False
 
     def go_live(self, sid: str, already_sent: set[str]) -> list[dict]:
         """End the replay: return buffered events not already replayed, in arrival order."""
@@ -91,6 +109,8 @@ class FeedRegistry:
             if feed is None:
                 return []
             pending = [e for e in feed.buffered if e["id"] not in already_sent and feed.wants(e)]
+            feed.replayed = already_sent - {e["id"] for e in feed.buffered}
+            feed.replayed_until = time.monotonic() + REPLAYED_MEMORY_SECONDS
             feed.buffered = []
             feed.replaying = False
             return pending

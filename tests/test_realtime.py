@@ -182,3 +182,25 @@ def test_failed_socket_logins_count_towards_the_address_lockout(make_app):
     # Locked out now, even with the right key, over Socket.IO and HTTP alike.
     assert not _connect(app, client, api_key=tenant["api_key"]).is_connected()
     assert client.get("/api/v1/events", headers=tenant["headers"]).status_code == 429
+
+
+def test_replayed_event_whose_live_copy_comes_late_is_delivered_once(
+    app, client, tenant, monkeypatch
+):
+    """The replay can read an event between its commit and its publish."""
+    from ingest import realtime
+
+    post_events(client, tenant, {"type": "t", "id": "seen"})
+    late = []
+    monkeypatch.setattr(realtime, "publish_events", lambda tenant_id, events: late.extend(events))
+    post_events(client, tenant, {"type": "t", "id": "committed-not-yet-published"})
+    monkeypatch.undo()
+
+    listener = _connect(app, client, api_key=tenant["api_key"], last_event_id="seen")
+    messages = _received_until(listener, lambda ms: any(m["name"] == "replay_complete" for m in ms))
+    assert [m["args"][0]["id"] for m in messages if m["name"] == "event"] == [
+        "committed-not-yet-published"
+    ]
+    realtime.publish_events(tenant["id"], late)  # the live copy arrives after the replay
+    post_events(client, tenant, {"type": "t", "id": "next"})
+    assert [e["id"] for e in _events(listener)] == ["next"]
