@@ -1,10 +1,15 @@
 """Entry point: `gunicorn -k eventlet -w 1 wsgi:app`, or `python wsgi.py` (what `make run` does)."""
 
 import os
+import sys
 
 # Monkey-patching must come before anything imports socket, threading, redis or the DB
-# driver, so this one setting is read here rather than through ingest.config.
-if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet":
+# driver, so this one setting is read here rather than through ingest.config. Under the
+# flask CLI (`flask --app wsgi db upgrade`) Flask is already imported: patching then is
+# too late, eventlet prints a traceback, and a migration has no use for it.
+if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet" and (
+    "flask" not in sys.modules
+):
     import warnings
 
     # eventlet warns on import that it is in maintenance mode; README says how to leave it.

@@ -26,3 +26,26 @@ def test_large_keep_alive_responses_are_not_held_back_by_nagle(live_server_facto
         timings.append(time.perf_counter() - started)
         assert len(response.content) > 16 * 1024
     assert statistics.median(timings) < 0.035, timings
+
+
+def test_migrating_through_the_flask_cli_prints_no_traceback(tmp_path):
+    """`flask --app wsgi db upgrade` imports wsgi.py after Flask: it must not try to patch."""
+    import os
+    import subprocess
+    import sys
+
+    from .server import ROOT
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    env.pop("SOCKETIO_ASYNC_MODE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "Running upgrade" in done.stderr
