@@ -246,27 +246,36 @@ def _replay(app, sid: str, tenant_id: int, last_event_id: str) -> None:
         return
     with app.app_context():
         try:
-            events, truncated = events_to_replay(
-                tenant_id, last_event_id, app.config["REPLAY_LIMIT"]
-            )
-            types = feeds.types_of(sid)
-            sent = set()
-            for event in events:
-                payload = event_json(event)
-                sent.add(payload["id"])
-                if not types or payload["type"] in types:
-                    socketio.emit("event", payload, to=sid, namespace=NAMESPACE)
-            socketio.emit(
-                "replay_complete",
-                {"count": len(events), "truncated": truncated},
-                to=sid,
-                namespace=NAMESPACE,
-            )
+            sent = _send_missed_events(sid, tenant_id, last_event_id, app.config["REPLAY_LIMIT"])
+        except Exception:
+            # Without a replay this socket would buffer live events forever; drop it
+            # instead, and the client's reconnect retries with the same last_event_id.
+            log.exception("replay for %s failed; disconnecting it", sid)
+            feeds.close(sid)
+            socketio.server.disconnect(sid, namespace=NAMESPACE)
+            return
         finally:
             db.session.remove()
-        # Live events that arrived while replaying, minus those the replay already sent.
-        for payload in feeds.go_live(sid, sent):
+    # Live events that arrived while replaying, minus those the replay already sent.
+    for payload in feeds.go_live(sid, sent):
+        socketio.emit("event", payload, to=sid, namespace=NAMESPACE)
+
+
+def _send_missed_events(sid: str, tenant_id: int, last_event_id: str, limit: int) -> set[str]:
+    """Emit the missed events and replay_complete; return the ids read from the database."""
+    events, truncated = events_to_replay(tenant_id, last_event_id, limit)
+    types = feeds.types_of(sid)
+    read, count = set(), 0
+    for event in events:
+        payload = event_json(event)
+        read.add(payload["id"])
+        if not types or payload["type"] in types:
             socketio.emit("event", payload, to=sid, namespace=NAMESPACE)
+            count += 1
+    socketio.emit(
+        "replay_complete", {"count": count, "truncated": truncated}, to=sid, namespace=NAMESPACE
+    )
+    return read
 
 
 # --- Socket.IO handlers ----------------------------------------------------------------------

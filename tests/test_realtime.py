@@ -204,3 +204,33 @@ def test_replayed_event_whose_live_copy_comes_late_is_delivered_once(
     realtime.publish_events(tenant["id"], late)  # the live copy arrives after the replay
     post_events(client, tenant, {"type": "t", "id": "next"})
     assert [e["id"] for e in _events(listener)] == ["next"]
+
+
+def test_a_failed_replay_disconnects_instead_of_buffering_forever(app, client, tenant, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from ingest import realtime
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(realtime, "events_to_replay", database_down)
+    listener = _connect(app, client, api_key=tenant["api_key"], last_event_id="x")
+    deadline = time.monotonic() + 5
+    while listener.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not listener.is_connected()
+    assert not any(feed.replaying for feed in realtime.feeds._feeds.values())
+
+
+def test_replay_count_is_what_the_filter_let_through(app, client, tenant):
+    post_events(client, tenant, {"type": "seen", "id": "s"}, {"type": "a"}, {"type": "b"})
+    listener = _connect(app, client, api_key=tenant["api_key"])
+    listener.emit("subscribe", {"types": ["a"]}, callback=True)
+    listener.disconnect()
+    resumed = _connect(app, client, api_key=tenant["api_key"], last_event_id="s")
+    resumed.emit("subscribe", {"types": ["a"]}, callback=True)
+    messages = _received_until(resumed, lambda ms: any(m["name"] == "replay_complete" for m in ms))
+    complete = next(m["args"][0] for m in messages if m["name"] == "replay_complete")
+    events = [m["args"][0]["type"] for m in messages if m["name"] == "event"]
+    assert complete["count"] == len(events)
