@@ -44,10 +44,10 @@ $(BENCH_STAMP): setup.cfg $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(BIN)/python tests/bench/ingest.py $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.ingest $(BENCH_ARGS)
 
 bench-queries: $(BENCH_STAMP)
-	$(BIN)/python tests/bench/queries.py $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.queries $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

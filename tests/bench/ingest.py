@@ -31,15 +31,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):
-    # Run as a script: put the repository first, not this folder (whose ingest.py
-    # would shadow the package).
-    sys.path[:1] = [str(ROOT)]
+import requests
 
-import requests  # noqa: E402
-
-from tests.bench.common import (  # noqa: E402
+from tests.bench.common import (
     BENCH_DIR,
     create_pg_database,
     drop_pg_database,
@@ -51,7 +45,9 @@ from tests.bench.common import (  # noqa: E402
     start_server,
     write_results,
 )
-from tests.bench.data import EventFactory  # noqa: E402
+from tests.bench.data import EventFactory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WRK_INSTALL = "wrk is missing: apt-get install -y wrk (Debian/Ubuntu package 'wrk')"
 

@@ -21,15 +21,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):
-    # Run as a script: put the repository first, not this folder (whose ingest.py
-    # would shadow the package).
-    sys.path[:1] = [str(ROOT)]
+import requests
 
-import requests  # noqa: E402
-
-from tests.bench.common import (  # noqa: E402
+from tests.bench.common import (
     DEFAULT_PG_URL,
     BenchServer,
     create_pg_database,
@@ -42,7 +36,9 @@ from tests.bench.common import (  # noqa: E402
     start_server,
     write_results,
 )
-from tests.bench.data import MATCH_WORD, NO_MATCH_WORD, TYPES, EventFactory, type_share  # noqa: E402
+from tests.bench.data import MATCH_WORD, NO_MATCH_WORD, TYPES, EventFactory, type_share
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MAIN_TENANT = "bench-main"
 RARE_TYPE = TYPES[-1]
