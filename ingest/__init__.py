@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from flask import Flask
 from flask.sessions import NullSession, SessionInterface
@@ -98,8 +99,6 @@ class NoSessions(SessionInterface):
 
 
 def _migrations_dir() -> str:
-    from pathlib import Path
-
     return str(Path(__file__).resolve().parent.parent / "migrations")
 
 
@@ -111,8 +110,6 @@ def _configure_logging(app: Flask) -> None:
 
 def _ensure_instance_folder(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
 

@@ -75,20 +75,21 @@ class CredentialCache:
     """Recently verified credentials → principal, so hot clients skip a query per request.
 
     Entries live ``ttl`` seconds; a changed rate limit is picked up within that time.
-    Only successful lookups are cached, keyed by the key's hash (never the key).
+    Only successful lookups are cached: API keys by their hash (never the key itself),
+    verified JWTs by the tenant id they name.
     """
 
     def __init__(self, ttl: float, size: int = 10_000):
         self._entries: TTLCache = TTLCache(maxsize=size, ttl=ttl)
         self._lock = threading.Lock()
 
-    def get(self, digest: str) -> Principal | None:
+    def get(self, key: str) -> Principal | None:
         with self._lock:
-            return self._entries.get(digest)
+            return self._entries.get(key)
 
-    def put(self, digest: str, principal: Principal) -> None:
+    def put(self, key: str, principal: Principal) -> None:
         with self._lock:
-            self._entries[digest] = principal
+            self._entries[key] = principal
 
     def clear(self) -> None:
         with self._lock:
@@ -128,10 +129,17 @@ def _tenant_from_jwt(token: str) -> Principal | None:
         tenant_id = int(claims["sub"])
     except (jwt.InvalidTokenError, ValueError):
         return None
+    # The signature proved the claims; the cache only spares the tenant lookup, as for keys.
+    cache_key = f"jwt-tenant:{tenant_id}"
+    cached = _credential_cache().get(cache_key)
+    if cached is not None:
+        return cached
     tenant = extensions.db.session.get(Tenant, tenant_id)
     if tenant is None:
         return None
-    return Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="jwt")
+    principal = Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="jwt")
+    _credential_cache().put(cache_key, principal)
+    return principal
 
 
 def resolve_credentials(api_key: str | None, bearer: str | None) -> Principal | None:
