@@ -49,3 +49,24 @@ def test_migrating_through_the_flask_cli_prints_no_traceback(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert "Running upgrade" in done.stderr
+
+
+def test_the_entry_point_freezes_what_lives_as_long_as_the_process(tmp_path):
+    """Full GC walks of the ~140k start-up objects stalled every request for ~70 ms."""
+    import os
+    import subprocess
+    import sys
+
+    from .server import ROOT
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'gc.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import gc, wsgi; print(gc.get_freeze_count())"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip().splitlines()[-1]) > 50_000
