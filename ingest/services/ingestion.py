@@ -60,7 +60,7 @@ class _Request:
     error: BaseException | None = None
 
 
-def _stored_events(requests: Iterable[_Request]) -> dict[tuple[int, str], dict]:
+def _stored_events(connection, requests: Iterable[_Request]) -> dict[tuple[int, str], dict]:
     """Events already stored under the client ids these requests carry."""
     wanted: dict[int, set[str]] = {}
     for request in requests:
@@ -68,18 +68,29 @@ def _stored_events(requests: Iterable[_Request]) -> dict[tuple[int, str], dict]:
         if ids:
             wanted.setdefault(request.tenant_id, set()).update(ids)
     found = {}
+    events = Event.__table__
     for tenant_id, ids in wanted.items():
-        rows = db.session.scalars(
-            select(Event).where(Event.tenant_id == tenant_id, Event.event_id.in_(ids))
+        rows = connection.execute(
+            select(events).where(events.c.tenant_id == tenant_id, events.c.event_id.in_(ids))
         )
-        found.update({(tenant_id, e.event_id): event_json(e) for e in rows})
+        found.update({(tenant_id, row.event_id): event_json(row._asdict()) for row in rows})
     return found
 
 
 def _store(requests: list[_Request]) -> list[IngestResult]:
-    """Store every request's events in one transaction; same-id events are stored once."""
+    """Store every request's events in one transaction; same-id events are stored once.
+
+    Through a Core connection rather than the ORM session: nothing here needs the
+    session's identity map, and creating, committing and closing one per group cost
+    ~5% of a single-event request. Leaving the block rolls back on any error.
+    """
+    with db.engine.begin() as connection:
+        return _store_in(connection, requests)
+
+
+def _store_in(connection, requests: list[_Request]) -> list[IngestResult]:
     now = utcnow()
-    known = _stored_events(requests)
+    known = _stored_events(connection, requests)
     rows, results = [], []
     for request in requests:
         events, created = [], []
@@ -105,9 +116,7 @@ def _store(requests: list[_Request]) -> list[IngestResult]:
             created.append(True)
         results.append(IngestResult(events=events, created=created))
     if rows:
-        # A Core insert: the ORM's bulk path costs more than the statement itself here.
-        db.session.execute(insert(Event.__table__), rows)
-    db.session.commit()
+        connection.execute(insert(Event.__table__), rows)
     return results
 
 
@@ -118,11 +127,9 @@ def _store_alone(request: _Request) -> IngestResult | BaseException:
         try:
             return _store([request])[0]
         except IntegrityError as error:
-            db.session.rollback()
             if attempt:
                 return error
         except Exception as error:
-            db.session.rollback()
             return error
     raise AssertionError("unreachable")
 
@@ -139,9 +146,11 @@ class GroupCommitter:
 
     def submit(self, tenant_id: int, items: list[dict]) -> IngestResult:
         request = _Request(tenant_id, items)
-        # Hand back the connection this request holds (from its credential lookup) before
-        # waiting: followers holding connections could leave the leader none to commit with.
-        db.session.close()
+        # Hand back the connection this request holds (from a credential lookup that
+        # missed the cache) before waiting: followers holding connections could leave the
+        # leader none to commit with. Most requests never opened a session at all.
+        if db.session.registry.has():
+            db.session.close()
         if not self.enabled:
             self._commit([request])
         else:
@@ -185,10 +194,8 @@ class GroupCommitter:
         try:
             outcomes: list = _store(group)
         except IntegrityError:
-            db.session.rollback()
             outcomes = [_store_alone(request) for request in group]
         except Exception as error:
-            db.session.rollback()
             outcomes = [error] * len(group)
         for request, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, BaseException):
