@@ -11,8 +11,9 @@ on a noisy machine:
   7. memory    server RSS while ingesting 1,000,000 events in batches of 1000
   +  the access log's cost: step 2 again on a server with LOG_LEVEL=INFO
 HTTP load comes from wrk (Lua POST script); subscribers are lean Socket.IO clients on
-uvloop (subscribers.py) spread over several processes. SQLite by default; DATABASE_URL=postgresql://.../postgres means a
-fresh database on that server. Results: bench-results/ingest-<db>-<mode>[-quick].json.
+uvloop (subscribers.py) spread over several processes. SQLite by default;
+DATABASE_URL=postgresql://.../postgres means a fresh database on that server.
+Results: bench-results/ingest-<db>-<mode>[-quick].json.
 """
 
 from __future__ import annotations
