@@ -1,15 +1,17 @@
 """Entry point: `gunicorn -k eventlet -w 1 wsgi:app`, or `python wsgi.py` (what `make run` does)."""
 
+import gc
 import os
 import sys
 
+# Under the flask CLI (`flask --app wsgi db upgrade`) Flask is already imported, and the
+# process runs a command rather than serving.
+SERVING = "flask" not in sys.modules
+
 # Monkey-patching must come before anything imports socket, threading, redis or the DB
 # driver, so this one setting is read here rather than through ingest.config. Under the
-# flask CLI (`flask --app wsgi db upgrade`) Flask is already imported: patching then is
-# too late, eventlet prints a traceback, and a migration has no use for it.
-if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet" and (
-    "flask" not in sys.modules
-):
+# CLI, patching is too late (eventlet prints a traceback) and a migration has no use for it.
+if SERVING and (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet":
     import warnings
 
     # eventlet warns on import that it is in maintenance mode; README says how to leave it.
@@ -19,12 +21,12 @@ if (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet" and (
 
     eventlet.monkey_patch()
 
-import gc
-
-from ingest import create_app
+from ingest import create_app, maintenance
 from ingest.extensions import socketio
 
 app = create_app()
+if SERVING:
+    maintenance.start(app)
 
 # What exists now (modules, the app and its extensions: ~140k objects) lives as long as
 # the process. Freezing it keeps the cyclic GC's full collections from walking all of it:

@@ -110,6 +110,7 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         ),
         "GROUP_COMMIT": _bool(env, "GROUP_COMMIT", True),
         "GROUP_COMMIT_MAX_EVENTS": _int(env, "GROUP_COMMIT_MAX_EVENTS", 5000, minimum=1),
+        "SEARCH_INDEX_MERGE_MS": _int(env, "SEARCH_INDEX_MERGE_MS", 500),
         "REPLAY_LIMIT": _int(env, "REPLAY_LIMIT", 1000, minimum=1),
         # Named TENANT_* in Flask's config: Flask-Limiter reads RATELIMIT_DEFAULT itself and
         # would apply it to every route, keyed by IP.

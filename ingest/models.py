@@ -70,6 +70,12 @@ class Tenant(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# The trigram indexes' pending lists are merged in the background (ingest/maintenance.py);
+# their limit is only a backstop (migration 0004).
+SEARCH_INDEXES = ("ix_events_metadata_trgm", "ix_events_type_trgm")
+SEARCH_INDEX_STORAGE = {"gin_pending_list_limit": 65536}
+
+
 class Event(db.Model):
     __tablename__ = "events"
 
@@ -96,17 +102,19 @@ class Event(db.Model):
             postgresql_include=["timestamp"],
         ),
         Index("ix_events_tenant_timestamp", "tenant_id", "timestamp"),
-        # `q` search on PostgreSQL (migration 0002); SQLite scans.
+        # `q` search on PostgreSQL (migrations 0002 and 0004); SQLite scans.
         Index(
             "ix_events_metadata_trgm",
             func.lower(cast(text("metadata"), Text)),
             postgresql_using="gin",
             postgresql_ops={"lower": "gin_trgm_ops"},
+            postgresql_with=SEARCH_INDEX_STORAGE,
         ).ddl_if(dialect="postgresql"),
         Index(
             "ix_events_type_trgm",
             func.lower(text("type")),
             postgresql_using="gin",
             postgresql_ops={"lower": "gin_trgm_ops"},
+            postgresql_with=SEARCH_INDEX_STORAGE,
         ).ddl_if(dialect="postgresql"),
     )

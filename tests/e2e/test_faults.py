@@ -1,6 +1,5 @@
 """Dependencies going away: nothing acknowledged is lost, health says so, service recovers."""
 
-import os
 import time
 
 import pytest
@@ -71,20 +70,9 @@ def test_redis_outage_loses_nothing_and_recovers(live_server_factory, private_re
     resumed.close()
 
 
-def _postgres_base() -> str:
-    return os.environ.get("FAULT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-
-
-def test_database_outage_answers_503_and_recovers(live_server_factory, tmp_path):
+def test_database_outage_answers_503_and_recovers(live_server_factory, postgres_database):
     """Runs on PostgreSQL in every CI run: a proxy in front of it is cut and restored."""
-    import uuid
-
-    import psycopg2
-
-    name = f"ingest_fault_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(_postgres_base() + "/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    name = postgres_database.rsplit("/", 1)[1]
     proxy = TcpProxy("127.0.0.1", 5432).start()
     try:
         server = live_server_factory(
@@ -113,5 +101,3 @@ def test_database_outage_answers_503_and_recovers(live_server_factory, tmp_path)
         assert [e["id"] for e in listed] == ["a", "b"]
     finally:
         proxy.cut()
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()

@@ -5,27 +5,11 @@ with eventlet's wait callback yields. This runs against the local PostgreSQL in
 every CI run, whatever database the rest of the suite uses.
 """
 
-import os
 import threading
 import time
-import uuid
 
 import psycopg2
-import pytest
 import requests
-
-BASE = os.environ.get("FAULT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
-
-
-@pytest.fixture
-def postgres_database():
-    name = f"ingest_green_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(BASE + "/postgres")
-    admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    yield f"{BASE}/{name}"
-    admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
 
 
 def test_a_request_blocked_in_postgres_does_not_block_others(
