@@ -1,9 +1,14 @@
 """The server entry point itself (wsgi.py), as `make run` starts it."""
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import requests
+
+from .server import ROOT
 
 
 def test_large_keep_alive_responses_are_not_held_back_by_nagle(live_server_factory):
@@ -28,23 +33,30 @@ def test_large_keep_alive_responses_are_not_held_back_by_nagle(live_server_facto
     assert statistics.median(timings) < 0.035, timings
 
 
-def test_migrating_through_the_flask_cli_prints_no_traceback(tmp_path):
-    """`flask --app wsgi db upgrade` imports wsgi.py after Flask: it must not try to patch."""
-    import os
-    import subprocess
-    import sys
-
-    from .server import ROOT
-
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    env.pop("SOCKETIO_ASYNC_MODE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+def _python_in_repo(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess:
+    """Run this project's Python with ``args`` from the repository root, as `make` would."""
+    environment = {**os.environ, "DATABASE_URL": database_url, **env}
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=ROOT,
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=60,
+    )
+
+
+def test_migrating_through_the_flask_cli_prints_no_traceback(tmp_path):
+    """`flask --app wsgi db upgrade` imports wsgi.py after Flask: it must not try to patch."""
+    done = _python_in_repo(
+        "-m",
+        "flask",
+        "--app",
+        "wsgi",
+        "db",
+        "upgrade",
+        database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+        SOCKETIO_ASYNC_MODE="eventlet",
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
@@ -53,20 +65,10 @@ def test_migrating_through_the_flask_cli_prints_no_traceback(tmp_path):
 
 def test_the_entry_point_freezes_what_lives_as_long_as_the_process(tmp_path):
     """Full GC walks of the ~140k start-up objects stalled every request for ~70 ms."""
-    import os
-    import subprocess
-    import sys
-
-    from .server import ROOT
-
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'gc.db'}"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import gc, wsgi; print(gc.get_freeze_count())"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = _python_in_repo(
+        "-c",
+        "import gc, wsgi; print(gc.get_freeze_count())",
+        database_url=f"sqlite:///{tmp_path / 'gc.db'}",
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip().splitlines()[-1]) > 50_000
