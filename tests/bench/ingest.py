@@ -409,7 +409,7 @@ def memory_growth(server, api_key: str, total: int) -> dict:
 
 
 def profile(server, url: str, api_key: str, bodies: list[str], seconds: float, label: str):
-    """py-spy samples of the server under single-event load; top functions by share."""
+    """py-spy samples of the server (on-CPU, holding the GIL) under single-event load."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         return {"error": "py-spy missing: .venv/bin/pip install py-spy==0.4.3"}
@@ -425,6 +425,9 @@ def profile(server, url: str, api_key: str, bodies: list[str], seconds: float, l
             str(int(seconds)),
             "--rate",
             "200",
+            # Only samples that hold the GIL: time a greenlet spends waiting (in the
+            # hub's epoll, or on the GIL) otherwise shows up as if it were work.
+            "--gil",
             "--format",
             "raw",
             "--output",
