@@ -72,3 +72,27 @@ def test_the_entry_point_freezes_what_lives_as_long_as_the_process(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip().splitlines()[-1]) > 50_000
+
+
+def test_bodies_and_responses_larger_than_the_connection_buffers_pass_whole(live_server_factory):
+    """Connections get 2 KiB buffers (wsgi.py): a ~250 KiB batch and its listing still pass."""
+    server = live_server_factory(mode="eventlet")
+    key = server.create_tenant("acme")["api_key"]
+    events = [
+        {"type": "big.batch", "id": f"e{i}", "metadata": {"pad": "x" * 200}} for i in range(1000)
+    ]
+    session = requests.Session()
+    stored = session.post(
+        server.url + "/api/v1/events/batch",
+        json={"events": events},
+        headers={"X-API-Key": key},
+        timeout=30,
+    )
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["accepted"] == 1000
+    listed = session.get(
+        server.url + "/api/v1/events?limit=500", headers={"X-API-Key": key}, timeout=30
+    )
+    assert listed.status_code == 200
+    assert len(listed.json()["data"]) == 500
+    assert all(e["metadata"]["pad"] == "x" * 200 for e in listed.json()["data"])
