@@ -36,6 +36,7 @@ import requests
 
 from tests.bench.common import (
     BENCH_DIR,
+    ROOT,
     create_pg_database,
     drop_pg_database,
     environment,
@@ -47,8 +48,6 @@ from tests.bench.common import (
     write_results,
 )
 from tests.bench.data import EventFactory
-
-ROOT = Path(__file__).resolve().parents[2]
 
 WRK_INSTALL = "wrk is missing: apt-get install -y wrk (Debian/Ubuntu package 'wrk')"
 

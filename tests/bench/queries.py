@@ -19,12 +19,12 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import requests
 
 from tests.bench.common import (
     DEFAULT_PG_URL,
+    ROOT,
     BenchServer,
     create_pg_database,
     drop_pg_database,
@@ -37,8 +37,6 @@ from tests.bench.common import (
     write_results,
 )
 from tests.bench.data import MATCH_WORD, NO_MATCH_WORD, TYPES, EventFactory, type_share
-
-ROOT = Path(__file__).resolve().parents[2]
 
 MAIN_TENANT = "bench-main"
 RARE_TYPE = TYPES[-1]
