@@ -13,7 +13,7 @@ from flask.sessions import NullSession, SessionInterface
 from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import middleware, ratelimits, realtime
+from . import fanout, middleware, ratelimits, realtime
 from .auth import CredentialCache
 from .config import load_config
 from .errors import register_error_handlers
@@ -66,6 +66,7 @@ def create_app(test_config: Mapping | None = None) -> Flask:
         ),
         cors_allowed_origins=app.config["CORS_ORIGINS"],
     )
+    fanout.install(socketio.server)
     app.extensions["credential_cache"] = CredentialCache(ttl=app.config["CREDENTIAL_CACHE_SECONDS"])
     app.extensions["group_commit"] = GroupCommitter(
         max_events=app.config["GROUP_COMMIT_MAX_EVENTS"], enabled=app.config["GROUP_COMMIT"]

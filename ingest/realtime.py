@@ -22,6 +22,7 @@ from sqlalchemy import select
 from .auth import count_failed_attempt, ensure_not_locked_out, resolve_credentials
 from .errors import RateLimited
 from .extensions import db, socketio
+from .fanout import Fanout
 from .models import Event
 from .schemas import event_json
 
@@ -135,11 +136,29 @@ class FeedManager(python_socketio.Manager):
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, **kwargs):
         room = kwargs.pop("to", None) or room
         if event == "event" and isinstance(room, str) and room.startswith("tenant:"):
+            if callback is None:
+                return self._publish_locally(namespace, room, data, skip_sid)
             sids = [sid for sid, _ in self.get_participants(namespace, room)]
             skip_sid = [*_as_list(skip_sid), *feeds.route(sids, data)]
         return super().emit(
             event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
         )
+
+    def _publish_locally(self, namespace: str, room: str, event: dict, skip_sid) -> None:
+        """A tenant event to this node's sockets in its room: encoded once, fanned out."""
+        participants = list(self.get_participants(namespace, room))
+        if not participants:
+            return
+        skip = {*_as_list(skip_sid), *feeds.route([sid for sid, _ in participants], event)}
+        recipients = [eio_sid for sid, eio_sid in participants if sid not in skip]
+        if not recipients:
+            return
+        encoded = self.server.packet_class(
+            python_socketio.packet.EVENT, namespace=namespace, data=["event", event]
+        ).encode()
+        fanout = Fanout(self.server, encoded)
+        for eio_sid in recipients:
+            fanout.deliver(eio_sid)
 
 
 class RedisFeedManager(python_socketio.RedisManager, FeedManager):
