@@ -84,6 +84,8 @@ def text_frame(payload: bytes) -> bytes:
 class DirectWriter:
     """Writes frames straight to one eventlet WebSocket while nothing else is being sent."""
 
+    __slots__ = ("compressed", "connection", "direct", "queued", "ws")  # one per socket
+
     def __init__(self, connection, ws):
         self.connection = connection
         self.ws = ws
