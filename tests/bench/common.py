@@ -152,7 +152,7 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 
 
 def versions() -> dict:
-    names = ["Flask", "Flask-SocketIO", "eventlet", "SQLAlchemy", "psycopg2-binary", "aiohttp"]
+    names = ["Flask", "Flask-SocketIO", "eventlet", "SQLAlchemy", "psycopg2-binary", "uvloop"]
     found = {}
     for name in names:
         try:
