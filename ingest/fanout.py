@@ -1,4 +1,4 @@
-"""Fan-out: hand one published event to every socket in a room, cheaply.
+"""Fan-out: hand published events to every socket in a room, cheaply.
 
 python-engineio sends every packet through a per-connection queue: ``Socket.send``
 puts it there and wakes that connection's writer greenlet, which takes it out,
@@ -8,15 +8,15 @@ the same frame: ~20 µs a frame in profiles, a quarter of the server's CPU with 
 subscribers.
 
 Under eventlet, a connection with nothing queued and nothing being written is
-written to directly instead: the frame is built once per event, and each socket
-gets one non-blocking ``send``, which the kernel takes whole as long as the client
-keeps up (a connection that negotiated compression gets its own frame, since its
-deflate context is its own). Everything else takes the library's path, so the order
-of frames on a connection never changes: a socket with a backlog, one still upgrading
-or on long polling, and every socket in threading mode. A frame the kernel takes
-only part of is finished by a greenlet that holds the connection's send lock until
-it is out; the writer greenlet waits for that lock before it sends anything queued
-after it.
+written to directly instead: each event's frame is built once, and each socket gets
+one non-blocking ``send`` for all the events of a publish (a group commit's worth),
+which the kernel takes whole as long as the client keeps up. A connection that
+negotiated compression gets frames of its own, since its deflate context is its own.
+Everything else takes the library's path, so the order of frames on a connection
+never changes: a socket with a backlog, one still upgrading or on long polling, and
+every socket in threading mode. Frames the kernel takes only part of are finished by
+a greenlet that holds the connection's send lock until they are out; the writer
+greenlet waits for that lock before it sends anything queued after them.
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ def install(sio_server) -> None:
                     if writer is not None:
                         setattr(connection, _WRITER_ATTRIBUTE, None)
                         log.debug(
-                            "%s closed: %d frames written directly, %d queued",
+                            "%s closed: %d frames written directly in %d sends, %d queued",
                             connection.sid,
                             writer.direct,
+                            writer.sends,
                             writer.queued,
                         )
 
@@ -84,7 +85,7 @@ def text_frame(payload: bytes) -> bytes:
 class DirectWriter:
     """Writes frames straight to one eventlet WebSocket while nothing else is being sent."""
 
-    __slots__ = ("compressed", "connection", "direct", "queued", "ws")  # one per socket
+    __slots__ = ("compressed", "connection", "direct", "queued", "sends", "ws")  # one per socket
 
     def __init__(self, connection, ws):
         self.connection = connection
@@ -92,6 +93,7 @@ class DirectWriter:
         # Compressed frames depend on the connection's deflate context: built per socket.
         self.compressed = "permessage-deflate" in ws.extensions
         self.direct = 0  # frames written here
+        self.sends = 0  # ... in this many writes
         self.queued = 0  # frames left to engineio's writer greenlet
 
     def _idle(self) -> bool:
@@ -107,33 +109,40 @@ class DirectWriter:
             and ws._sendlock.balance > 0
         )
 
-    def write(self, fanout: Fanout) -> bool:
-        """Send the event now if the connection is idle; False: use engineio's queue."""
+    def write(self, fanouts: list[Fanout]) -> bool:
+        """Send these events now, in one write, if the connection is idle.
+
+        False: nothing was sent, use engineio's queue.
+        """
         if not self._idle():
-            self.queued += 1
+            self.queued += len(fanouts)
             return False
         if not self.connection.check_ping_timeout():
             return True  # the client stopped answering pings; engineio closed the socket
         lock = self.ws._sendlock
         lock.acquire(blocking=False)
-        frame = self.ws._pack_message(fanout.text) if self.compressed else fanout.frame
+        if self.compressed:
+            data = b"".join(self.ws._pack_message(fanout.text) for fanout in fanouts)
+        else:
+            data = b"".join(fanout.frame for fanout in fanouts)
         try:
-            sent = self.ws.socket.fd.send(frame)
+            sent = self.ws.socket.fd.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
             lock.release()  # broken: the writer greenlet notices and closes the connection
-            self.queued += 1
+            self.queued += len(fanouts)
             return False
-        self.direct += 1
-        if sent == len(frame):
+        self.direct += len(fanouts)
+        self.sends += 1
+        if sent == len(data):
             lock.release()
         else:
-            # The frame is built (and a compressed one has moved the deflate context on),
-            # so it goes out whole, behind this lock, before anything queued after it.
+            # The frames are built (and compressed ones have moved the deflate context
+            # on), so they go out whole, behind this lock, before anything queued later.
             from eventlet import spawn_n  # a DirectWriter only exists under eventlet
 
-            spawn_n(self._send_rest, frame[sent:])
+            spawn_n(self._send_rest, data[sent:])
         return True
 
     def _send_rest(self, rest: bytes) -> None:
@@ -148,8 +157,9 @@ class DirectWriter:
 class Fanout:
     """One event, encoded once as a Socket.IO packet, on its way to many sockets."""
 
-    def __init__(self, sio_server, encoded_packet: str):
-        self.sio = sio_server
+    __slots__ = ("_frame", "packet", "text")
+
+    def __init__(self, encoded_packet: str):
         self.packet = eio_packet.Packet(eio_packet.MESSAGE, encoded_packet)
         self.text = self.packet.encode()
         self._frame: bytes | None = None
@@ -161,9 +171,12 @@ class Fanout:
             self._frame = text_frame(self.text.encode())
         return self._frame
 
-    def deliver(self, eio_sid: str) -> None:
-        connection = self.sio.eio.sockets.get(eio_sid)
-        writer = getattr(connection, _WRITER_ATTRIBUTE, None)
-        if writer is None or not writer.write(self):
-            # python-socketio's own path (which also copes with a socket gone meanwhile).
-            self.sio._send_eio_packet(eio_sid, self.packet)
+
+def deliver(sio_server, eio_sid: str, fanouts: list[Fanout]) -> None:
+    """Send one socket its events, in order: directly if it is idle, else queued."""
+    connection = sio_server.eio.sockets.get(eio_sid)
+    writer = getattr(connection, _WRITER_ATTRIBUTE, None)
+    if writer is None or not writer.write(fanouts):
+        # python-socketio's own path (which also copes with a socket gone meanwhile).
+        for fanout in fanouts:
+            sio_server._send_eio_packet(eio_sid, fanout.packet)

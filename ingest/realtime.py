@@ -22,13 +22,19 @@ from sqlalchemy import select
 from .auth import count_failed_attempt, ensure_not_locked_out, resolve_credentials
 from .errors import RateLimited
 from .extensions import db, socketio
-from .fanout import Fanout
+from .fanout import Fanout, deliver
 from .models import Event
 from .schemas import event_json
 
 log = logging.getLogger("ingest.realtime")
 
 NAMESPACE = "/"
+# Carries a list of one tenant's events from publish_events (through the message queue,
+# between nodes) to each node's FeedManager, which sends each one to clients as an
+# ordinary "event" message: clients never see this name.
+EVENTS_BATCH = "ingest:events"
+# Events per message: bounds one message-queue message (metadata is up to 64 KiB each).
+PUBLISH_BATCH_EVENTS = 100
 # How long a replayed event's late live copy is still recognised (and dropped).
 REPLAYED_MEMORY_SECONDS = 30.0
 
@@ -135,30 +141,42 @@ class FeedManager(python_socketio.Manager):
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, **kwargs):
         room = kwargs.pop("to", None) or room
-        if event == "event" and isinstance(room, str) and room.startswith("tenant:"):
-            if callback is None:
+        if isinstance(room, str) and room.startswith("tenant:") and callback is None:
+            if event == EVENTS_BATCH:
                 return self._publish_locally(namespace, room, data, skip_sid)
-            sids = [sid for sid, _ in self.get_participants(namespace, room)]
-            skip_sid = [*_as_list(skip_sid), *feeds.route(sids, data)]
+            if event == "event":
+                return self._publish_locally(namespace, room, [data], skip_sid)
         return super().emit(
             event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
         )
 
-    def _publish_locally(self, namespace: str, room: str, event: dict, skip_sid) -> None:
-        """A tenant event to this node's sockets in its room: encoded once, fanned out."""
+    def _publish_locally(self, namespace: str, room: str, events: list[dict], skip_sid) -> None:
+        """A tenant's events to this node's sockets in its room, each as an "event" message.
+
+        Each event is encoded once; each socket gets all of its events in one write.
+        """
         participants = list(self.get_participants(namespace, room))
         if not participants:
             return
-        skip = {*_as_list(skip_sid), *feeds.route([sid for sid, _ in participants], event)}
-        recipients = [eio_sid for sid, eio_sid in participants if sid not in skip]
-        if not recipients:
-            return
-        encoded = self.server.packet_class(
+        sids = [sid for sid, _ in participants]
+        skipped = set(_as_list(skip_sid))
+        outgoing: dict[str, list[Fanout]] = {}
+        for event in events:
+            skip = skipped.union(feeds.route(sids, event))
+            fanout = None
+            for sid, eio_sid in participants:
+                if sid in skip:
+                    continue
+                if fanout is None:
+                    fanout = Fanout(self._encode(namespace, event))
+                outgoing.setdefault(eio_sid, []).append(fanout)
+        for eio_sid, fanouts in outgoing.items():
+            deliver(self.server, eio_sid, fanouts)
+
+    def _encode(self, namespace: str, event: dict) -> str:
+        return self.server.packet_class(
             python_socketio.packet.EVENT, namespace=namespace, data=["event", event]
         ).encode()
-        fanout = Fanout(self.server, encoded)
-        for eio_sid in recipients:
-            fanout.deliver(eio_sid)
 
 
 class RedisFeedManager(python_socketio.RedisManager, FeedManager):
@@ -212,7 +230,9 @@ def make_client_manager(message_queue: str | None, channel: str):
 
 
 def publish_events(tenant_id: int, events: list[dict]) -> None:
-    """Emit each newly stored event (as ``event_json`` renders it), after its commit.
+    """Emit newly stored events (as ``event_json`` renders them), after their commit.
+
+    Subscribers get each one as an "event" message, in the order given.
 
     A failure here (e.g. the message queue is down) never fails ingestion: the
     events are stored, and a client that missed them recovers them by replay.
@@ -221,8 +241,9 @@ def publish_events(tenant_id: int, events: list[dict]) -> None:
         return
     room = tenant_room(tenant_id)
     try:
-        for event in events:
-            socketio.emit("event", event, to=room, namespace=NAMESPACE)
+        for start in range(0, len(events), PUBLISH_BATCH_EVENTS):
+            batch = events[start : start + PUBLISH_BATCH_EVENTS]
+            socketio.emit(EVENTS_BATCH, batch, to=room, namespace=NAMESPACE)
     except Exception:
         log.exception("publishing %d event(s) to %s failed; clients will replay", len(events), room)
 

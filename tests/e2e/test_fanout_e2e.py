@@ -1,7 +1,8 @@
 """The direct fan-out path (ingest/fanout.py) on a real eventlet server.
 
-The server logs, at DEBUG, how many event frames each WebSocket got directly and how
-many went through python-engineio's queue when it closes; these tests read that line.
+The server logs, at DEBUG, how many event frames each WebSocket got directly (in how
+many writes) and how many went through python-engineio's queue when it closes; these
+tests read that line.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import pytest
 
 from .test_realtime_e2e import Subscriber
 
-CLOSED_LINE = re.compile(r"(\S+) closed: (\d+) frames written directly, (\d+) queued")
+CLOSED_LINE = re.compile(
+    r"(\S+) closed: (\d+) frames written directly in (\d+) sends, (\d+) queued"
+)
 
 
-def _frame_counts(server, connections: int, timeout: float = 10.0) -> list[tuple[int, int]]:
+def _frame_counts(server, connections: int, timeout: float = 10.0) -> list[tuple[int, ...]]:
+    """(frames written directly, in how many sends, frames queued) per closed socket."""
     deadline = time.monotonic() + timeout
     while True:
-        counts = [(int(d), int(q)) for _, d, q in CLOSED_LINE.findall(server.log())]
+        counts = [tuple(map(int, found[1:])) for found in CLOSED_LINE.findall(server.log())]
         if len(counts) >= connections or time.monotonic() > deadline:
             return counts
         time.sleep(0.05)
@@ -128,7 +132,21 @@ def test_subscribers_that_keep_up_get_every_frame_written_directly(debug_server)
         subscriber.wait_for(lambda s=subscriber: len(s.events) == len(posted))
         assert [event["id"] for event in subscriber.events] == posted
         subscriber.close()
-    assert _frame_counts(debug_server, 3) == [(30, 0)] * 3
+    assert _frame_counts(debug_server, 3) == [(30, 30, 0)] * 3
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "compressed"])
+def test_a_batchs_events_reach_a_socket_in_one_write_as_separate_messages(debug_server, compress):
+    tenant = debug_server.create_tenant("acme")
+    raw = RawSubscriber(debug_server.url, tenant["api_key"], compress=compress)
+    events = [{"type": "t", "id": f"b{i}", "metadata": {"i": i}} for i in range(10)]
+    assert debug_server.post_events(tenant["api_key"], events).status_code == 201
+    received = raw.read_events(len(events))
+    assert [(event["id"], event["metadata"]) for event in received] == [
+        (event["id"], event["metadata"]) for event in events
+    ]
+    raw.close()
+    assert _frame_counts(debug_server, 1) == [(10, 1, 0)]
 
 
 def test_a_compressed_connection_gets_its_own_frames_directly(debug_server):
@@ -143,7 +161,7 @@ def test_a_compressed_connection_gets_its_own_frames_directly(debug_server):
         zip(posted, posted, strict=True)
     )
     raw.close()
-    assert _frame_counts(debug_server, 1) == [(20, 0)]
+    assert _frame_counts(debug_server, 1) == [(20, 20, 0)]
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "compressed"])
@@ -169,6 +187,6 @@ def test_a_subscriber_that_stops_reading_gets_every_event_in_order_once_it_reads
     assert [event["id"] for event in received] == posted
     assert all(event["metadata"] == {"blob": blob} for event in received)
     raw.close()
-    [(direct, queued)] = _frame_counts(debug_server, 1)
+    [(direct, _, queued)] = _frame_counts(debug_server, 1)
     assert direct + queued == len(posted)
     assert direct > 0 and queued > 0, (direct, queued)
