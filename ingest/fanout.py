@@ -22,7 +22,9 @@ greenlet waits for that lock before it sends anything queued after them.
 from __future__ import annotations
 
 import logging
+import socket
 import struct
+from contextlib import suppress
 
 from engineio import packet as eio_packet
 
@@ -36,8 +38,11 @@ def install(sio_server) -> None:
     eio = sio_server.eio
     if eio.async_mode != "eventlet":
         return
+    from eventlet import patcher
     from eventlet.websocket import RFC6455WebSocket
 
+    # The classes the kernel sockets really have: monkey-patching rebinds socket.socket.
+    plain, tls = patcher.original("socket").socket, patcher.original("ssl").SSLSocket
     base = eio._async["websocket"]
 
     class TrackedWebSocketWSGI(base):
@@ -48,7 +53,7 @@ def install(sio_server) -> None:
 
             def tracked(ws):
                 writer = None
-                if isinstance(ws, RFC6455WebSocket):  # not the pre-RFC protocol
+                if _writable_directly(ws, RFC6455WebSocket, plain, tls):
                     writer = DirectWriter(connection, ws)
                     setattr(connection, _WRITER_ATTRIBUTE, writer)
                 try:
@@ -68,6 +73,16 @@ def install(sio_server) -> None:
 
     # A copy: the driver's dict is shared by every server in the process.
     eio._async = {**eio._async, "websocket": TrackedWebSocketWSGI}
+
+
+def _writable_directly(ws, rfc6455_class, plain_class, tls_class) -> bool:
+    """An RFC 6455 WebSocket over a plain TCP socket (not TLS inside the process)."""
+    raw = getattr(getattr(ws, "socket", None), "fd", None)
+    return (
+        isinstance(ws, rfc6455_class)
+        and isinstance(raw, plain_class)
+        and not isinstance(raw, tls_class)
+    )
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -112,7 +127,7 @@ class DirectWriter:
     def write(self, fanouts: list[Fanout]) -> bool:
         """Send these events now, in one write, if the connection is idle.
 
-        False: nothing was sent, use engineio's queue.
+        False, or an exception: nothing was sent, use engineio's queue.
         """
         if not self._idle():
             self.queued += len(fanouts)
@@ -121,11 +136,11 @@ class DirectWriter:
             return True  # the client stopped answering pings; engineio closed the socket
         lock = self.ws._sendlock
         lock.acquire(blocking=False)
-        if self.compressed:
-            data = b"".join(self.ws._pack_message(fanout.text) for fanout in fanouts)
-        else:
-            data = b"".join(fanout.frame for fanout in fanouts)
         try:
+            if self.compressed:
+                data = b"".join(self.ws._pack_message(fanout.text) for fanout in fanouts)
+            else:
+                data = b"".join(fanout.frame for fanout in fanouts)
             sent = self.ws.socket.fd.send(data)
         except BlockingIOError:
             sent = 0
@@ -133,6 +148,10 @@ class DirectWriter:
             lock.release()  # broken: the writer greenlet notices and closes the connection
             self.queued += len(fanouts)
             return False
+        except BaseException:
+            lock.release()  # nothing was sent: the queue can take the events
+            self.queued += len(fanouts)
+            raise
         self.direct += len(fanouts)
         self.sends += 1
         if sent == len(data):
@@ -149,7 +168,11 @@ class DirectWriter:
         try:
             self.ws.socket.sendall(rest)
         except OSError as error:
+            # Half a frame is out: nothing more may follow it. Shutting the socket down
+            # ends the connection's read loop, and engineio closes it.
             log.debug("%s closed mid-frame: %s", self.connection.sid, error)
+            with suppress(OSError):
+                self.ws.socket.shutdown(socket.SHUT_RDWR)
         finally:
             self.ws._sendlock.release()
 
@@ -176,7 +199,12 @@ def deliver(sio_server, eio_sid: str, fanouts: list[Fanout]) -> None:
     """Send one socket its events, in order: directly if it is idle, else queued."""
     connection = sio_server.eio.sockets.get(eio_sid)
     writer = getattr(connection, _WRITER_ATTRIBUTE, None)
-    if writer is None or not writer.write(fanouts):
-        # python-socketio's own path (which also copes with a socket gone meanwhile).
-        for fanout in fanouts:
-            sio_server._send_eio_packet(eio_sid, fanout.packet)
+    if writer is not None:
+        try:
+            if writer.write(fanouts):
+                return
+        except Exception:
+            log.exception("writing to %s directly failed; queueing instead", eio_sid)
+    # python-socketio's own path (which also copes with a socket gone meanwhile).
+    for fanout in fanouts:
+        sio_server._send_eio_packet(eio_sid, fanout.packet)

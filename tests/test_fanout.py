@@ -1,5 +1,7 @@
 """The fan-out's own frames: byte for byte what eventlet's WebSocket would send."""
 
+import socket
+import ssl
 import warnings
 
 import pytest
@@ -16,3 +18,23 @@ def test_text_frames_match_eventlets_for_every_length_encoding(size):
     payload = "4" + "é" * (size // 2) + "x" * (size % 2)  # multi-byte UTF-8 on purpose
     eventlet_frame = RFC6455WebSocket(None, {}, version=13)._pack_message(payload)
     assert text_frame(payload.encode()) == eventlet_frame
+
+
+def test_only_plain_tcp_websockets_are_written_to_directly():
+    from eventlet.greenio import GreenSocket
+
+    from ingest.fanout import _writable_directly
+
+    plain = socket.socket()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    tls = context.wrap_socket(socket.socket(), do_handshake_on_connect=False)
+    try:
+        over_tcp = RFC6455WebSocket(GreenSocket(plain), {}, version=13)
+        over_tls = RFC6455WebSocket(GreenSocket(tls), {}, version=13)
+        classes = (RFC6455WebSocket, socket.socket, ssl.SSLSocket)
+        assert _writable_directly(over_tcp, *classes)
+        assert not _writable_directly(over_tls, *classes)
+    finally:
+        plain.close()
+        tls.close()

@@ -148,3 +148,23 @@ def test_waiting_requests_hold_no_database_connection(make_app, gated_store):
         thread.join(10)
     assert [r.status_code for r in leader_responses + responses] == [201, 201, 201]
     assert groups == [1, 2]
+
+
+def test_a_lead_interrupted_mid_commit_is_still_handed_on(app, client, tenant, monkeypatch):
+    """A leader killed mid-commit (e.g. GreenletExit) must not leave the lead taken."""
+
+    class Interrupted(BaseException):
+        pass
+
+    def publish(group):
+        raise Interrupted
+
+    monkeypatch.setattr(ingestion, "_publish", publish)
+    with pytest.raises(Interrupted):
+        client.post("/api/v1/events", json={"type": "a"}, headers=tenant["headers"])
+    monkeypatch.undo()
+
+    threads, responses = _post_in_threads(app, tenant, [{"type": "b"}])
+    threads[0].join(10)
+    assert not threads[0].is_alive(), "the next request waited for a lead nobody held"
+    assert responses[0].status_code == 201

@@ -170,14 +170,18 @@ class GroupCommitter:
         # Let requests that are ready to run join this group first: under eventlet
         # they are greenlets that only run when this one yields.
         time.sleep(0)
-        self._commit(self._take_group())
-        with self._lock:
-            if self._waiting:
-                successor = self._waiting[0]
-                successor.leads = True
-                successor.woken.set()
-            else:
-                self._leading = False
+        try:
+            self._commit(self._take_group())
+        finally:
+            # Even if the commit was interrupted (a greenlet killed mid-publish): a lead
+            # nobody hands on would leave every later request waiting forever.
+            with self._lock:
+                if self._waiting:
+                    successor = self._waiting[0]
+                    successor.leads = True
+                    successor.woken.set()
+                else:
+                    self._leading = False
 
     def _take_group(self) -> list[_Request]:
         with self._lock:
