@@ -1,9 +1,12 @@
-# Production image: gunicorn with one eventlet worker per container (Socket.IO needs
-# one worker per process; run more containers behind a sticky load balancer to scale).
+# Production image: one eventlet server process per container (`python wsgi.py`; Socket.IO
+# needs one process per server; run more containers behind a sticky load balancer to scale).
+# Not gunicorn: gunicorn 27 has no eventlet worker any more.
 FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    HOST=0.0.0.0 \
+    PORT=5000 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -25,6 +28,6 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
 
 # Migrate, then serve. Set DATABASE_URL, SECRET_KEY and ADMIN_TOKEN (and REDIS_URL for
 # several nodes) in the environment.
-# gunicorn's own access log stays off: the app writes one line per request without
-# query strings (which may carry Socket.IO's ?api_key=).
-CMD ["sh", "-c", "flask --app wsgi db upgrade && exec gunicorn -k eventlet -w 1 -b 0.0.0.0:5000 wsgi:app"]
+# The app writes one access line per request (LOG_LEVEL=INFO), without query strings
+# (which may carry Socket.IO's ?api_key=).
+CMD ["sh", "-c", "flask --app wsgi db upgrade && exec python wsgi.py"]

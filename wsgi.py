@@ -1,4 +1,4 @@
-"""Entry point: `gunicorn -k eventlet -w 1 wsgi:app`, or `python wsgi.py` (what `make run` does)."""
+"""Entry point: `python wsgi.py` (what `make run` and the Dockerfile run), at HOST and PORT."""
 
 import gc
 import os
@@ -58,7 +58,7 @@ def _serve_eventlet(host: str, port: int) -> None:
     """What socketio.run does under eventlet, plus TCP_NODELAY and small connection buffers.
 
     Without TCP_NODELAY, a keep-alive response larger than eventlet's write buffer waits
-    ~40 ms for the client's delayed ACK (Nagle); gunicorn sets the option itself.
+    ~40 ms for the client's delayed ACK (Nagle).
 
     eventlet gives every connection an 8 KiB read and a 16 KiB write buffer for as long
     as it is open, and a Socket.IO connection stays open for hours after its one HTTP

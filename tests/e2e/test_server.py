@@ -1,14 +1,17 @@
 """The server entry point itself (wsgi.py), as `make run` starts it."""
 
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
-from .server import ROOT
+from .server import ADMIN_TOKEN, ROOT, free_port
 
 
 def test_large_keep_alive_responses_are_not_held_back_by_nagle(live_server_factory):
@@ -96,3 +99,38 @@ def test_bodies_and_responses_larger_than_the_connection_buffers_pass_whole(live
     assert listed.status_code == 200
     assert len(listed.json()["data"]) == 500
     assert all(e["metadata"]["pad"] == "x" * 200 for e in listed.json()["data"])
+
+
+def test_the_dockerfiles_command_migrates_and_serves(tmp_path):
+    """The image's CMD as written: it once ran a gunicorn worker class gunicorn 27 lacks."""
+    command = json.loads(
+        re.search(r"^CMD (\[.*\])$", (ROOT / "Dockerfile").read_text(), re.MULTILINE).group(1)
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        # `python` and `flask` are this project's, as in the image.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'image.db'}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SECRET_KEY": "dockerfile-test-secret-key-long-enough-for-hs256",
+    }
+    log = tmp_path / "server.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the command exited:\n{log.read_text()}"
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"no answer in 60 s:\n{log.read_text()}"
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
