@@ -1,8 +1,9 @@
 """Socket.IO: connect/auth, tenant rooms, replay, filters, and the one place that publishes events.
 
-Delivery path: ``publish_events`` emits each stored event to the room ``tenant:<id>``.
-With a message queue that emit goes through Redis to every node; each node's client
-manager (``FeedManager`` below) hands it to its own sockets in that room. The manager
+Delivery path: ``publish_events`` emits a group's stored events, up to 100 at a time, to
+the room ``tenant:<id>``. With a message queue that emit goes through Redis to every
+node; each node's client manager (``FeedManager`` below) hands them to its own sockets
+in that room, one "event" message per event (ingest/fanout.py writes them). The manager
 is where per-connection state applies: a socket that is still replaying buffers live
 events instead of receiving them, and a socket with a type filter skips other types.
 """
@@ -141,11 +142,8 @@ class FeedManager(python_socketio.Manager):
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, **kwargs):
         room = kwargs.pop("to", None) or room
-        if isinstance(room, str) and room.startswith("tenant:") and callback is None:
-            if event == EVENTS_BATCH:
-                return self._publish_locally(namespace, room, data, skip_sid)
-            if event == "event":
-                return self._publish_locally(namespace, room, [data], skip_sid)
+        if event == EVENTS_BATCH and isinstance(room, str) and callback is None:
+            return self._publish_locally(namespace, room, data, skip_sid)
         return super().emit(
             event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
         )
