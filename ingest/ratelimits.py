@@ -43,8 +43,6 @@ def _read_limit() -> str:
 
 def _check(limit: str, scope: str, cost: int) -> None:
     """Spend ``cost`` from the tenant's budget for ``scope``, or raise RateLimited."""
-    if not current_app.config["RATELIMIT_ENABLED"]:
-        return
     item = _parsed(limit)
     keys = (current_app.config["RATELIMIT_KEY_PREFIX"], f"tenant:{g.principal.tenant_id}", scope)
     allowed = limiter.limiter.hit(item, *keys, cost=cost)
@@ -67,7 +65,8 @@ def _limited(limit_of, scope: str, cost_of=lambda: 1):
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            _check(limit_of(), scope, cost_of())
+            if current_app.config["RATELIMIT_ENABLED"]:
+                _check(limit_of(), scope, cost_of())
             return view(*args, **kwargs)
 
         return wrapper

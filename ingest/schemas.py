@@ -17,8 +17,18 @@ from marshmallow import (
     validates_schema,
 )
 
-NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
-_NAME_MESSAGE = "Use 1 to {max} characters from A-Z, a-z, 0-9 and _ . : -"
+
+def _name(max_length: int) -> validate.Regexp:
+    """1 to ``max_length`` characters from A-Z, a-z, 0-9 and _ . : -
+
+    One regular expression checks both the characters and the length (one validator
+    call instead of two, on every event). ``\\Z``, not ``$``: ``$`` also matches
+    before a trailing newline, which let "page.view\\n" through.
+    """
+    return validate.Regexp(
+        rf"[A-Za-z0-9_.:-]{{1,{max_length}}}\Z",
+        error=f"Use 1 to {max_length} characters from A-Z, a-z, 0-9 and _ . : -",
+    )
 
 
 @dataclass(frozen=True)
@@ -85,19 +95,8 @@ class _StrictSchema(Schema):
 class EventInSchema(_StrictSchema):
     """An event as a client posts it."""
 
-    id = fields.String(
-        validate=[
-            validate.Length(min=1, max=128),
-            validate.Regexp(NAME_PATTERN, error=_NAME_MESSAGE.format(max=128)),
-        ],
-    )
-    type = fields.String(
-        required=True,
-        validate=[
-            validate.Length(min=1, max=100),
-            validate.Regexp(NAME_PATTERN, error=_NAME_MESSAGE.format(max=100)),
-        ],
-    )
+    id = fields.String(validate=_name(128))
+    type = fields.String(required=True, validate=_name(100))
     # No keys=fields.String(): JSON object keys are strings already, and deserialising
     # each key through a field was ~3% of an ingest request.
     metadata = fields.Dict(load_default=dict)

@@ -24,8 +24,21 @@ def _error(response, status, code="validation_error"):
 
 def test_each_bad_field_is_named(client, tenant):
     cases = {
-        "type": [{}, {"type": ""}, {"type": "x" * 101}, {"type": "has space"}, {"type": 5}],
-        "id": [{"type": "a", "id": ""}, {"type": "a", "id": "x" * 129}, {"type": "a", "id": "a/b"}],
+        "type": [
+            {},
+            {"type": ""},
+            {"type": "x" * 101},
+            {"type": "has space"},
+            {"type": 5},
+            # A trailing newline once passed: the pattern ended in "$", which matches before it.
+            {"type": "page.view\n"},
+        ],
+        "id": [
+            {"type": "a", "id": ""},
+            {"type": "a", "id": "x" * 129},
+            {"type": "a", "id": "a/b"},
+            {"type": "a", "id": "order-1\n"},
+        ],
         "metadata": [{"type": "a", "metadata": [1]}, {"type": "a", "metadata": "x"}],
         "timestamp": [
             {"type": "a", "timestamp": "soon"},

@@ -11,10 +11,11 @@ answers only after the commit that stored its events, so a 201 always means dura
 from __future__ import annotations
 
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import insert, select
@@ -50,11 +51,41 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_urlsafe(16)
 
 
+class _GreenSignal:
+    """A one-shot wake-up for greenlets: eventlet's own Event, which may be set twice.
+
+    threading.Event under eventlet's monkey-patching is a Condition over green locks;
+    a set-and-wait through it cost ~23 µs of CPU against ~7 µs for this, once per
+    ingest request (tests/bench, make bench).
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        from eventlet.event import Event
+
+        self._event = Event()
+
+    def set(self) -> None:
+        if not self._event.ready():
+            self._event.send()
+
+    def wait(self) -> None:
+        self._event.wait()
+
+
+def _signal_type() -> type:
+    eventlet = sys.modules.get("eventlet")
+    if eventlet is not None and eventlet.patcher.is_monkey_patched("thread"):
+        return _GreenSignal
+    return threading.Event
+
+
 @dataclass
 class _Request:
     tenant_id: int
     items: list[dict]
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: threading.Event | _GreenSignal
     leads: bool = False
     result: IngestResult | None = None
     error: BaseException | None = None
@@ -143,9 +174,10 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._waiting: list[_Request] = []
         self._leading = False
+        self._new_signal = _signal_type()
 
     def submit(self, tenant_id: int, items: list[dict]) -> IngestResult:
-        request = _Request(tenant_id, items)
+        request = _Request(tenant_id, items, self._new_signal())
         # Hand back the connection this request holds (from a credential lookup that
         # missed the cache) before waiting: followers holding connections could leave the
         # leader none to commit with. Most requests never opened a session at all.
