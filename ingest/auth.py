@@ -204,7 +204,7 @@ def authenticate() -> Principal:
         return g.principal
     ensure_not_locked_out()
     api_key = request.headers.get("X-API-Key")
-    bearer = _bearer_token()
+    bearer = None if api_key else _bearer_token()
     if not api_key and not bearer:
         _refuse("Send an API key in X-API-Key or a token in 'Authorization: Bearer'.")
     principal = resolve_credentials(api_key, bearer)

@@ -44,6 +44,20 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect):
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # The text SQLAlchemy's SQLite DATETIME stores ("2026-11-26 17:22:36.000123"),
+        # made by one C call instead of a seven-field format: this runs for two columns
+        # of every event ingested (tests/test_models.py checks the two agree).
+        def process(value):
+            if value is None:
+                return None
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return process
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None

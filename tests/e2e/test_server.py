@@ -134,3 +134,36 @@ def test_the_dockerfiles_command_migrates_and_serves(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_concurrent_posts_share_commits_and_each_gets_its_own_answer(live_server):
+    """32 clients at once: groups form, hand their lead on, and answer every request.
+
+    Each id is posted twice, so some groups hold the same id twice: one answer is
+    201, the other 200 with the same stored event.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = live_server.create_tenant("acme")["api_key"]
+    ids = [f"c{i}" for i in range(150)]
+
+    def post(event_id: str):
+        response = requests.post(
+            live_server.url + "/api/v1/events",
+            json={"type": "concurrent", "id": event_id},
+            headers={"X-API-Key": key},
+            timeout=30,
+        )
+        return event_id, response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(pool.map(post, [event_id for event_id in ids for _ in range(2)]))
+    assert all(body["id"] == event_id for event_id, _, body in answers)
+    by_id: dict[str, list[int]] = {}
+    for event_id, status, _ in answers:
+        by_id.setdefault(event_id, []).append(status)
+    assert all(sorted(statuses) == [200, 201] for statuses in by_id.values()), by_id
+    stats = requests.get(
+        live_server.url + "/api/v1/events/stats", headers={"X-API-Key": key}, timeout=10
+    ).json()
+    assert stats["total"] == len(ids)
