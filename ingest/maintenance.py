@@ -1,13 +1,13 @@
-"""Background upkeep of a serving process: merging the search indexes' pending lists.
+"""Background upkeep of a serving process: the search index (PostgreSQL).
 
-PostgreSQL's trigram indexes (migration 0002) take new entries into a pending list and
-merge it into the index when it outgrows its limit, inside whichever insert outgrew it:
-a group commit then waited ~70 ms and the merge's CPU sat on the ingest path
-(`make bench`: single-event ingest 0.49 -> ~0.57 x ceiling, p99 at 500 events/s
-37 ms -> 9 ms with the merge moved here). Migration 0004 makes the lists large, and
-this task merges them every SEARCH_INDEX_MERGE_MS on a connection of its own, so the
-merge runs on another database backend beside ingestion, and `q` searches never scan
-more than a moment's worth of pending entries. Nothing to do on SQLite.
+`q` search runs on trigram indexes of event_search (migration 0005). Maintaining them
+inside each insert cost ~160 µs of PostgreSQL's CPU per event in the transaction that
+every request of a group commit waits on; instead, a trigger queues new events in
+event_search_pending, and this task, every SEARCH_INDEX_MERGE_MS on a connection of
+its own, moves them into event_search and then merges the trigram indexes' pending
+lists (which otherwise merge inside whichever insert outgrows them: ~70 ms stalls,
+migration 0004). Several nodes can run it at once: each takes queued events with
+SKIP LOCKED. Nothing to do on SQLite.
 """
 
 from __future__ import annotations
@@ -21,6 +21,47 @@ from .extensions import db, socketio
 from .models import SEARCH_INDEXES
 
 log = logging.getLogger("ingest.maintenance")
+
+
+# Events moved from the queue into event_search per statement: bounded, so a backlog
+# (after downtime, or with the task off for a while) is worked off in short transactions.
+INDEX_BATCH = 5000
+
+_INDEX_QUEUED_EVENTS = text(
+    """
+    WITH taken AS (
+        DELETE FROM event_search_pending
+        WHERE seq IN (
+            SELECT seq FROM event_search_pending ORDER BY seq
+            LIMIT :batch FOR UPDATE SKIP LOCKED
+        )
+        RETURNING seq
+    ), indexed AS (
+        INSERT INTO event_search (seq, tenant_id, type_text, metadata_text)
+        SELECT e.seq, e.tenant_id, e.type, CAST(e.metadata AS TEXT)
+        FROM events e JOIN taken USING (seq)
+        ON CONFLICT (seq) DO NOTHING
+    )
+    SELECT count(*) FROM taken
+    """
+)
+
+
+def index_queued_events() -> int:
+    """Move every queued event into event_search now; returns how many were taken.
+
+    An event deleted meanwhile (its tenant was) leaves the queue without a row here.
+    """
+    if db.engine.dialect.name != "postgresql":
+        return 0
+    taken = 0
+    with db.engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        while True:
+            batch = connection.scalar(_INDEX_QUEUED_EVENTS, {"batch": INDEX_BATCH})
+            taken += batch
+            if batch < INDEX_BATCH:
+                return taken
 
 
 def merge_search_index_pending_lists() -> int:
@@ -38,29 +79,35 @@ def merge_search_index_pending_lists() -> int:
     return merged
 
 
+def update_search_index() -> None:
+    """One round of the task: queued events into event_search, then its pending lists merged."""
+    index_queued_events()
+    merge_search_index_pending_lists()
+
+
 def start(app: Flask) -> None:
-    """Start the merge task in this process, where it applies (PostgreSQL, interval > 0)."""
+    """Start the search index task in this process, where it applies (PostgreSQL, interval > 0)."""
     interval_ms = app.config["SEARCH_INDEX_MERGE_MS"]
     with app.app_context():
         dialect = db.engine.dialect.name
     if interval_ms and dialect == "postgresql":
-        socketio.start_background_task(_merge_forever, app, interval_ms / 1000)
+        socketio.start_background_task(_update_forever, app, interval_ms / 1000)
 
 
-def _merge_forever(app: Flask, interval: float) -> None:
+def _update_forever(app: Flask, interval: float) -> None:
     failing = False
     while True:
         socketio.sleep(interval)
         try:
             with app.app_context():
-                merge_search_index_pending_lists()
+                update_search_index()
         except Exception as error:
             # The database is away (ingestion answers 503 meanwhile): say so once and
-            # keep trying; a full list still merges itself inside an insert.
+            # keep trying; queued events stay queued, and searches scan them meanwhile.
             if not failing:
-                log.warning("merging the search indexes' pending lists failed: %s", error)
+                log.warning("updating the search index failed: %s", error)
             failing = True
         else:
             if failing:
-                log.info("merging the search indexes' pending lists works again")
+                log.info("updating the search index works again")
             failing = False

@@ -1,19 +1,128 @@
-"""Merging the search indexes' pending lists (PostgreSQL), and that `q` still finds it all."""
+"""The search index's upkeep (PostgreSQL): `q` finds every event before and after it runs."""
 
+import pytest
+from sqlalchemy import delete, func, select
+
+from ingest import maintenance
 from ingest.extensions import db
-from ingest.maintenance import merge_search_index_pending_lists
+from ingest.models import Event, EventSearch, EventSearchPending
 from tests.support import post_events
 
 
-def test_merging_moves_pending_entries_into_the_search_indexes(app, client, tenant):
-    events = [{"type": "merge.check", "metadata": {"word": f"zebrafish {i}"}} for i in range(60)]
-    assert post_events(client, tenant, *events).status_code == 201
+def _search(client, tenant, q: str) -> list[str]:
+    response = client.get(f"/api/v1/events?q={q}&limit=1000", headers=tenant["headers"])
+    assert response.status_code == 200
+    return sorted(event["metadata"]["word"] for event in response.get_json()["data"])
+
+
+def _counts(app) -> tuple[int, int]:
     with app.app_context():
-        merged = merge_search_index_pending_lists()
-        if db.engine.dialect.name == "postgresql":
-            assert merged > 0  # the new entries were pending ...
-            assert merge_search_index_pending_lists() == 0  # ... and are not any more
-        else:
-            assert merged == 0  # SQLite has no such indexes
-    found = client.get("/api/v1/events?q=zebrafish&limit=100", headers=tenant["headers"])
-    assert len(found.get_json()["data"]) == 60
+        queued = db.session.scalar(select(func.count()).select_from(EventSearchPending))
+        indexed = db.session.scalar(select(func.count()).select_from(EventSearch))
+        db.session.remove()
+    return queued, indexed
+
+
+def _is_postgres(app) -> bool:
+    with app.app_context():
+        return db.engine.dialect.name == "postgresql"
+
+
+def _post(client, tenant, word: str, count: int, start: int = 0):
+    events = [{"type": "merge.check", "metadata": {"word": f"{word} {i}"}} for i in range(count)]
+    assert post_events(client, tenant, *events[start:]).status_code == 201
+    return sorted(e["metadata"]["word"] for e in events[start:])
+
+
+def test_queued_events_move_into_the_search_table_and_are_found_all_along(app, client, tenant):
+    first = _post(client, tenant, "zebrafish", 60)
+    assert _search(client, tenant, "ZEBRAFISH") == first  # found while only queued
+    with app.app_context():
+        taken = maintenance.index_queued_events()
+    if not _is_postgres(app):
+        assert taken == 0 and _counts(app) == (0, 0)  # SQLite searches by scanning
+        return
+    assert taken == 60
+    assert _counts(app) == (0, 60)
+    with app.app_context():
+        assert maintenance.merge_search_index_pending_lists() > 0  # new index entries ...
+        assert maintenance.merge_search_index_pending_lists() == 0  # ... merged
+    assert _search(client, tenant, "zebrafish") == first  # found through the index
+    more = _post(client, tenant, "zebrafish", 65, start=60)
+    assert _counts(app) == (5, 60)
+    assert _search(client, tenant, "zebrafish") == sorted(first + more)  # both at once
+
+
+def test_a_search_never_crosses_tenants_indexed_or_queued(app, client, tenant, other_tenant):
+    ours = _post(client, tenant, "kumquat acme", 3)
+    theirs = _post(client, other_tenant, "kumquat globex", 4)
+    for _ in range(2):  # queued, then indexed
+        assert _search(client, tenant, "kumquat") == ours
+        assert _search(client, other_tenant, "kumquat") == theirs
+        with app.app_context():
+            maintenance.index_queued_events()
+
+
+def test_a_backlog_is_taken_in_bounded_batches(app, client, tenant, monkeypatch):
+    if not _is_postgres(app):
+        pytest.skip("the search table is filled on PostgreSQL only")
+    monkeypatch.setattr(maintenance, "INDEX_BATCH", 7)
+    _post(client, tenant, "backlog", 20)
+    with app.app_context():
+        assert maintenance.index_queued_events() == 20
+    assert _counts(app) == (0, 20)
+
+
+def test_an_event_deleted_while_queued_just_leaves_the_queue(app, client, tenant):
+    if not _is_postgres(app):
+        pytest.skip("the search table is filled on PostgreSQL only")
+    _post(client, tenant, "fleeting", 5)
+    with app.app_context():
+        db.session.execute(delete(Event))
+        db.session.commit()
+        assert maintenance.index_queued_events() == 5
+    assert _counts(app) == (0, 0)
+
+
+def _pages(client, tenant, query: str) -> list[str]:
+    """Every page of a listing, followed by cursor; the words in the order served."""
+    words, url = [], f"/api/v1/events?{query}&limit=7"
+    while url:
+        body = client.get(url, headers=tenant["headers"]).get_json()
+        words += [event["metadata"]["word"] for event in body["data"]]
+        url = body["next_cursor"] and f"/api/v1/events?{query}&limit=7&cursor={body['next_cursor']}"
+    return words
+
+
+def test_search_pages_cover_indexed_and_queued_events_with_every_filter(app, client, tenant):
+    from datetime import UTC, datetime, timedelta
+
+    old = (datetime.now(UTC) - timedelta(days=2)).isoformat()
+    events = [
+        {
+            "type": "kind.even" if i % 2 == 0 else "kind.odd",
+            "metadata": {"word": f"{'needle' if i % 3 else 'hay'} {i:02d}"},
+            **({"timestamp": old} if i < 10 else {}),
+        }
+        for i in range(40)
+    ]
+    assert post_events(client, tenant, *events[:25]).status_code == 201
+    with app.app_context():
+        maintenance.index_queued_events()
+    assert post_events(client, tenant, *events[25:]).status_code == 201  # these stay queued
+
+    def expected(keep) -> list[str]:
+        chosen = [e["metadata"]["word"] for i, e in enumerate(events) if keep(i, e)]
+        return list(reversed(chosen))  # newest stored first
+
+    def needle(i, e):
+        return "needle" in e["metadata"]["word"]
+
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat().replace("+", "%2B")
+    assert _pages(client, tenant, "q=needle") == expected(needle)
+    assert _pages(client, tenant, "q=needle&type=kind.odd") == expected(
+        lambda i, e: needle(i, e) and e["type"] == "kind.odd"
+    )
+    assert _pages(client, tenant, f"q=needle&since={since}") == expected(
+        lambda i, e: needle(i, e) and i >= 10
+    )

@@ -7,13 +7,13 @@ import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Integer, Text, cast, func, or_, select
+from sqlalchemy import Integer, Text, cast, func, or_, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 
 from ..errors import ValidationError
 from ..extensions import db
-from ..models import Event
+from ..models import Event, EventSearch, EventSearchPending
 
 # --- reading ----------------------------------------------------------------------------------
 
@@ -59,25 +59,57 @@ def _time_filters(since: datetime | None, until: datetime | None) -> list:
     return filters
 
 
-def _search_filter(q: str):
-    pattern = f"%{_escape_like(q.lower())}%"
-    return or_(
-        func.lower(Event.type).like(pattern, escape="\\"),
-        func.lower(cast(Event.data, Text)).like(pattern, escape="\\"),
+def _text_matches(type_text, metadata_text, pattern: str):
+    return or_(type_text.like(pattern, escape="\\"), metadata_text.like(pattern, escape="\\"))
+
+
+def _search_filter(tenant_id: int, query: EventQuery, before: int | None):
+    """Events whose type or metadata text contains ``query.q``, case-insensitively.
+
+    On PostgreSQL through event_search's trigram indexes, plus a scan of the events
+    still queued for it (a moment's worth: see ingest/maintenance.py); elsewhere a scan.
+    Without a time range every other filter of the list applies inside the search too,
+    so only the page's own rows are looked up in events, not every match.
+    """
+    pattern = f"%{_escape_like(query.q.lower())}%"
+    scanned = _text_matches(func.lower(Event.type), func.lower(cast(Event.data, Text)), pattern)
+    if db.engine.dialect.name != "postgresql":
+        return scanned
+    indexed = select(EventSearch.seq).where(
+        EventSearch.tenant_id == tenant_id,
+        _text_matches(
+            func.lower(EventSearch.type_text), func.lower(EventSearch.metadata_text), pattern
+        ),
     )
+    queued = (
+        select(Event.seq)
+        .join(EventSearchPending, EventSearchPending.seq == Event.seq)
+        .where(Event.tenant_id == tenant_id, scanned)
+    )
+    if query.types:
+        indexed = indexed.where(EventSearch.type_text.in_(query.types))
+        queued = queued.where(Event.type.in_(query.types))
+    if before is not None:
+        indexed = indexed.where(EventSearch.seq < before)
+        queued = queued.where(Event.seq < before)
+    if query.since is None and query.until is None:
+        indexed = indexed.order_by(EventSearch.seq.desc()).limit(query.limit + 1)
+        queued = queued.order_by(Event.seq.desc()).limit(query.limit + 1)
+    return Event.seq.in_(union_all(indexed, queued))
 
 
 def list_events(tenant_id: int, query: EventQuery) -> tuple[list[Event], str | None]:
     """Newest stored first; keyset pagination on the storage sequence."""
+    before = decode_cursor(query.cursor) if query.cursor else None
     stmt = select(Event).where(
         Event.tenant_id == tenant_id, *_time_filters(query.since, query.until)
     )
     if query.types:
         stmt = stmt.where(Event.type.in_(query.types))
     if query.q:
-        stmt = stmt.where(_search_filter(query.q))
-    if query.cursor:
-        stmt = stmt.where(Event.seq < decode_cursor(query.cursor))
+        stmt = stmt.where(_search_filter(tenant_id, query, before))
+    if before is not None:
+        stmt = stmt.where(Event.seq < before)
     rows = list(db.session.scalars(stmt.order_by(Event.seq.desc()).limit(query.limit + 1)))
     page = rows[: query.limit]
     next_cursor = encode_cursor(page[-1].seq) if len(rows) > query.limit else None
