@@ -4,7 +4,8 @@ One run against one real server (`python wsgi.py`, fresh database) so the ratios
 on a noisy machine:
   1. ceiling   POST /api/v1/bench/echo (same stack, trivial route; BENCH_ROUTES=1)
   2. single    POST /api/v1/events, ~300-byte events, 32 connections
-               (1 and 2 alternate for --rounds rounds; the median round is reported)
+               (1 and 2 alternate for --rounds rounds, 5 or 3 with --quick; the
+               median round is reported)
   3. batch     POST /api/v1/events/batch with 100 and 1000 events
   4. floor     the same rows through SQLAlchemy Core executemany in this process
   5. delivery  1 then 50 Socket.IO subscribers while ingesting 500 events/s
@@ -548,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, shorter runs")
     parser.add_argument("--seconds", type=float, help="per wrk run (default 10, quick 5)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="ceiling/single-event pairs (default 3)"
+        "--rounds", type=int, help="ceiling/single-event pairs (default 5, quick 3)"
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the single-event path")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip, e.g. memory")
@@ -600,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
 
         run_wrk(server.url + ECHO_PATH, key, single_bodies, 32, 2)  # warm-up
         run_wrk(events_url, key, single_bodies, 32, 2)
-        rounds = ceiling_and_single(server.url, key, single_bodies, seconds, args.rounds)
+        rounds = ceiling_and_single(
+            server.url, key, single_bodies, seconds, args.rounds or (3 if quick else 5)
+        )
         median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
         results["ceiling"], results["single"] = median["ceiling"], median["single"]
         results["single_ratio_by_round"] = [r["ratio"] for r in rounds]
