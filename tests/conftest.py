@@ -67,7 +67,9 @@ def make_app(database_url):
         with app.app_context():
             db.session.remove()
             with db.engine.begin() as connection:
+                # event_search goes with events (ON DELETE CASCADE); its queue does not.
                 connection.execute(text("DELETE FROM events"))
+                connection.execute(text("DELETE FROM event_search_pending"))
                 connection.execute(text("DELETE FROM tenants"))
             db.engine.dispose()
 
