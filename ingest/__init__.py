@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from . import fanout, middleware, ratelimits, realtime
 from .auth import CredentialCache
 from .config import load_config
 from .errors import register_error_handlers
-from .extensions import cors, db, limiter, migrate, socketio
+from .extensions import cors, db, green_process, limiter, migrate, socketio
 from .services.ingestion import GroupCommitter
 
 RATE_LIMIT_HEADERS = [
@@ -139,8 +138,7 @@ def _writes_off_the_hub(engine) -> None:
     with check_same_thread=False, and the calling greenlet waits, so the connection is
     never used from two places at once). Nothing changes in threading mode.
     """
-    eventlet = sys.modules.get("eventlet")
-    if eventlet is None or not eventlet.patcher.is_monkey_patched("socket"):
+    if not green_process():
         return
     from eventlet import tpool
 

@@ -1,5 +1,7 @@
 """Extension objects, created once here and bound to the app in create_app."""
 
+import sys
+
 from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_migrate import Migrate
@@ -28,3 +30,13 @@ def _unkeyed() -> str:
 
 
 limiter = Limiter(key_func=_unkeyed)
+
+
+def green_process() -> bool:
+    """Whether this process runs under eventlet's monkey-patching (wsgi.py, eventlet mode).
+
+    Only then may code use eventlet's own primitives; the threading mode and the test
+    client never import it.
+    """
+    eventlet = sys.modules.get("eventlet")
+    return eventlet is not None and eventlet.patcher.is_monkey_patched("thread")
