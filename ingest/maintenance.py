@@ -90,8 +90,16 @@ def start(app: Flask) -> None:
     interval_ms = app.config["SEARCH_INDEX_MERGE_MS"]
     with app.app_context():
         dialect = db.engine.dialect.name
-    if interval_ms and dialect == "postgresql":
+    if dialect != "postgresql":
+        return
+    if interval_ms:
         socketio.start_background_task(_update_forever, app, interval_ms / 1000)
+    else:
+        # Before migration 0005, 0 meant "merge inside the inserts", which was safe.
+        log.warning(
+            "SEARCH_INDEX_MERGE_MS=0: this node does not index new events for search; "
+            "unless another node does, every q search scans a growing queue"
+        )
 
 
 def _update_forever(app: Flask, interval: float) -> None:

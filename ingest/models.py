@@ -143,16 +143,20 @@ class EventSearch(db.Model):
     metadata_text: Mapped[str] = mapped_column(Text)
 
     # The same expressions as the search query, as the trigram indexes on events had
-    # (migration 0002); the text itself is kept as stored.
-    __table_args__ = tuple(
-        Index(
-            name,
-            func.lower(text(column)),
-            postgresql_using="gin",
-            postgresql_ops={"lower": "gin_trgm_ops"},
-            postgresql_with=SEARCH_INDEX_STORAGE,
-        ).ddl_if(dialect="postgresql")
-        for name, column in zip(SEARCH_INDEXES, ("metadata_text", "type_text"), strict=True)
+    # (migration 0002); the text itself is kept as stored. (tenant_id, seq) lets a
+    # search that pages newest-first walk one tenant's rows, not every tenant's.
+    __table_args__ = (
+        Index("ix_event_search_tenant_seq", "tenant_id", "seq"),
+        *(
+            Index(
+                name,
+                func.lower(text(column)),
+                postgresql_using="gin",
+                postgresql_ops={"lower": "gin_trgm_ops"},
+                postgresql_with=SEARCH_INDEX_STORAGE,
+            ).ddl_if(dialect="postgresql")
+            for name, column in zip(SEARCH_INDEXES, ("metadata_text", "type_text"), strict=True)
+        ),
     )
 
 

@@ -51,6 +51,7 @@ def upgrade():
         sa.Column("type_text", sa.Text(), nullable=False),
         sa.Column("metadata_text", sa.Text(), nullable=False),
     )
+    op.create_index("ix_event_search_tenant_seq", "event_search", ["tenant_id", "seq"])
     op.create_table(
         "event_search_pending",
         sa.Column("seq", SEQ, primary_key=True, autoincrement=False),
@@ -99,4 +100,5 @@ def downgrade():
                 f"WITH (gin_pending_list_limit = {PENDING_LIST_KB})"
             )
     op.drop_table("event_search_pending")
+    op.drop_index("ix_event_search_tenant_seq", table_name="event_search")
     op.drop_table("event_search")
