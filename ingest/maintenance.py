@@ -13,6 +13,7 @@ SKIP LOCKED. Nothing to do on SQLite.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 from flask import Flask
 from sqlalchemy import text
@@ -47,42 +48,55 @@ _INDEX_QUEUED_EVENTS = text(
 )
 
 
+@contextmanager
+def _search_connection():
+    """An autocommit connection of the task's own on PostgreSQL; None elsewhere."""
+    if db.engine.dialect.name != "postgresql":
+        yield None
+        return
+    with db.engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _index_queued(connection) -> int:
+    taken = 0
+    while True:
+        batch = connection.scalar(_INDEX_QUEUED_EVENTS, {"batch": INDEX_BATCH})
+        taken += batch
+        if batch < INDEX_BATCH:
+            return taken
+
+
+def _merge_pending(connection) -> int:
+    return sum(
+        connection.scalar(
+            text("SELECT gin_clean_pending_list(CAST(:index AS regclass))"), {"index": index}
+        )
+        for index in SEARCH_INDEXES
+    )
+
+
 def index_queued_events() -> int:
     """Move every queued event into event_search now; returns how many were taken.
 
     An event deleted meanwhile (its tenant was) leaves the queue without a row here.
     """
-    if db.engine.dialect.name != "postgresql":
-        return 0
-    taken = 0
-    with db.engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        while True:
-            batch = connection.scalar(_INDEX_QUEUED_EVENTS, {"batch": INDEX_BATCH})
-            taken += batch
-            if batch < INDEX_BATCH:
-                return taken
+    with _search_connection() as connection:
+        return _index_queued(connection) if connection is not None else 0
 
 
 def merge_search_index_pending_lists() -> int:
     """Move pending entries into the trigram indexes now; pending pages merged."""
-    if db.engine.dialect.name != "postgresql":
-        return 0
-    merged = 0
-    with db.engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        for index in SEARCH_INDEXES:
-            merged += connection.scalar(
-                text("SELECT gin_clean_pending_list(CAST(:index AS regclass))"),
-                {"index": index},
-            )
-    return merged
+    with _search_connection() as connection:
+        return _merge_pending(connection) if connection is not None else 0
 
 
 def update_search_index() -> None:
-    """One round of the task: queued events into event_search, then its pending lists merged."""
-    index_queued_events()
-    merge_search_index_pending_lists()
+    """One round of the task, on one connection: queued events in, pending lists merged."""
+    with _search_connection() as connection:
+        if connection is not None:
+            _index_queued(connection)
+            _merge_pending(connection)
 
 
 def start(app: Flask) -> None:
