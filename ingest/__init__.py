@@ -33,6 +33,8 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False
+    # /api/v1/events/ is /api/v1/events: a trailing slash is a typo, not another resource.
+    app.url_map.strict_slashes = False
     # The API keeps no cookie sessions; skipping Flask's saves work on every request.
     app.session_interface = NoSessions()
     _configure_logging(app)
@@ -154,6 +156,10 @@ def _writes_off_the_hub(engine) -> None:
     dialect.do_executemany = do_executemany
 
 
+def _unicode_lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
 def _tune_sqlite(app: Flask) -> None:
     if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
@@ -172,3 +178,6 @@ def _tune_sqlite(app: Flask) -> None:
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            # `q` search folds case as PostgreSQL does ("ÉCOLE" finds "école"), which
+            # SQLite's own lower() does for ASCII only (services/events.py, lowered).
+            dbapi_connection.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)

@@ -91,6 +91,13 @@ class CredentialCache:
         with self._lock:
             self._entries[key] = principal
 
+    def forget_tenant(self, tenant_id: int) -> None:
+        """Drop every credential of a tenant (found removed): none may outlive it here."""
+        with self._lock:
+            for key, principal in list(self._entries.items()):
+                if principal.tenant_id == tenant_id:
+                    del self._entries[key]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -98,11 +98,15 @@ def _handle_http_error(error: HTTPException):
     return error_response(status, code, message, headers=headers)
 
 
-def _handle_database_error(error: Exception):
-    lost_connection = isinstance(error, OperationalError | PoolTimeoutError) or getattr(
+def database_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database is unreachable or overwhelmed, not the request."""
+    return isinstance(error, OperationalError | PoolTimeoutError) or getattr(
         error, "connection_invalidated", False
     )
-    if not lost_connection:
+
+
+def _handle_database_error(error: Exception):
+    if not database_unavailable(error):
         return _handle_unexpected(error)
     log.error("database unavailable request_id=%s: %s", g.get("request_id"), type(error).__name__)
     return error_response(503, "service_unavailable", "The database is unavailable; retry shortly.")

@@ -41,10 +41,14 @@ def _read_limit() -> str:
     return current_app.config["TENANT_READ_RATE_LIMIT"]
 
 
+def _keys(scope: str) -> tuple[str, str, str]:
+    return (current_app.config["RATELIMIT_KEY_PREFIX"], f"tenant:{g.principal.tenant_id}", scope)
+
+
 def _check(limit: str, scope: str, cost: int) -> None:
     """Spend ``cost`` from the tenant's budget for ``scope``, or raise RateLimited."""
     item = _parsed(limit)
-    keys = (current_app.config["RATELIMIT_KEY_PREFIX"], f"tenant:{g.principal.tenant_id}", scope)
+    keys = _keys(scope)
     allowed = limiter.limiter.hit(item, *keys, cost=cost)
     reset_at, remaining = limiter.limiter.get_window_stats(item, *keys)
     g.rate_limit_headers = {
@@ -61,11 +65,29 @@ def _check(limit: str, scope: str, cost: int) -> None:
         )
 
 
+def _enabled() -> bool:
+    return current_app.config["RATELIMIT_ENABLED"]
+
+
+def ensure_ingest_budget() -> None:
+    """RateLimited before a body is even read, if the tenant has nothing left to spend."""
+    if not _enabled():
+        return
+    if not limiter.limiter.test(_parsed(_ingest_limit()), *_keys("ingest")):
+        _check(_ingest_limit(), "ingest", 1)  # refuses, with the usual headers
+
+
+def charge_ingest(events: int) -> None:
+    """Spend ``events`` from the tenant's ingest budget (refused batches too), or raise."""
+    if _enabled():
+        _check(_ingest_limit(), "ingest", max(1, events))
+
+
 def _limited(limit_of, scope: str, cost_of=lambda: 1):
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            if current_app.config["RATELIMIT_ENABLED"]:
+            if _enabled():
                 _check(limit_of(), scope, cost_of())
             return view(*args, **kwargs)
 
@@ -74,13 +96,8 @@ def _limited(limit_of, scope: str, cost_of=lambda: 1):
     return decorator
 
 
-def _events_in_request() -> int:
-    # Set by the handler's body reader, which runs before the limit is checked.
-    return max(1, g.get("event_count", 1))
-
-
-# Single and batch ingestion draw on one budget per tenant; a batch of n costs n.
-limit_ingest = _limited(_ingest_limit, "ingest", _events_in_request)
+# Single and batch ingestion draw on one budget per tenant (charge_ingest: a batch of n
+# costs n, counted as its body is read); reads have a budget of their own.
 limit_reads = _limited(_read_limit, "read")
 
 

@@ -25,7 +25,7 @@ from .errors import RateLimited
 from .extensions import db, socketio
 from .fanout import Fanout, deliver
 from .models import Event
-from .schemas import event_json
+from .schemas import EVENT_ID, event_json
 
 log = logging.getLogger("ingest.realtime")
 
@@ -256,11 +256,16 @@ def publish_events(tenant_id: int, events: list[dict]) -> None:
 def events_to_replay(tenant_id: int, last_event_id: str, limit: int) -> tuple[list[Event], bool]:
     """Events stored after ``last_event_id``, oldest first, and whether the list was cut.
 
-    An unknown id means continuity is lost: the newest ``limit`` events, truncated.
+    An unknown id means continuity is lost: the newest ``limit`` events, truncated. So
+    does an id no event can have, which is not looked up at all (it may hold text the
+    database refuses, and a failed replay would disconnect a client that reconnects
+    with the same id forever).
     """
-    after = db.session.scalar(
-        select(Event.seq).where(Event.tenant_id == tenant_id, Event.event_id == last_event_id)
-    )
+    after = None
+    if EVENT_ID.fullmatch(last_event_id):
+        after = db.session.scalar(
+            select(Event.seq).where(Event.tenant_id == tenant_id, Event.event_id == last_event_id)
+        )
     stmt = select(Event).where(Event.tenant_id == tenant_id)
     if after is not None:
         stmt = stmt.where(Event.seq > after)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,17 +19,25 @@ from marshmallow import (
 )
 
 
-def _name(max_length: int) -> validate.Regexp:
+def _name_pattern(max_length: int) -> re.Pattern:
     """1 to ``max_length`` characters from A-Z, a-z, 0-9 and _ . : -
 
     One regular expression checks both the characters and the length (one validator
     call instead of two, on every event). ``\\Z``, not ``$``: ``$`` also matches
     before a trailing newline, which let "page.view\\n" through.
     """
+    return re.compile(rf"[A-Za-z0-9_.:-]{{1,{max_length}}}\Z")
+
+
+def _name(pattern: re.Pattern, max_length: int) -> validate.Regexp:
     return validate.Regexp(
-        rf"[A-Za-z0-9_.:-]{{1,{max_length}}}\Z",
-        error=f"Use 1 to {max_length} characters from A-Z, a-z, 0-9 and _ . : -",
+        pattern, error=f"Use 1 to {max_length} characters from A-Z, a-z, 0-9 and _ . : -"
     )
+
+
+# Every event id, client-chosen or generated (evt_ + URL-safe base64), matches this.
+EVENT_ID = _name_pattern(128)
+EVENT_TYPE = _name_pattern(100)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,16 @@ class EventLimits:
     max_metadata_depth: int = 32
     max_future_skew: timedelta = timedelta(hours=1)
 
+    @property
+    def max_json_bytes(self) -> int:
+        """The most JSON text one event can take (a body, an NDJSON line, a batch item).
+
+        Four times the metadata limit: room for spaces after separators and for
+        \\uXXXX escapes (6 bytes for at most 3 of UTF-8), plus the other fields.
+        Parsing one item never has to look further than this.
+        """
+        return 4 * self.max_metadata_bytes + 4096
+
     @classmethod
     def from_config(cls, config) -> EventLimits:
         return cls(
@@ -48,13 +67,32 @@ class EventLimits:
         )
 
 
-def _no_nul(value: str) -> None:
-    if "\x00" in value:
+# NUL: PostgreSQL's text and JSONB refuse it. Lone UTF-16 surrogates ("\\ud800" in JSON
+# text, which json.loads turns into a str that no UTF-8 encoder accepts): every database
+# driver, the Socket.IO encoder and most clients fail on them.
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+# JSON numbers every client decodes exactly (JavaScript's BigInt, Go's int64, Java's long,
+# msgpack): the Python Socket.IO client dropped events with larger ones.
+MAX_JSON_INTEGER = 2**63 - 1
+
+
+def check_text(value: str) -> None:
+    """Refuse text no database, driver or client handles: NUL bytes and lone surrogates."""
+    found = _UNSTORABLE_CHARACTER.search(value)
+    if found is None:
+        return
+    if found.group() == "\x00":
         raise ValidationError("NUL bytes are not allowed.")
+    raise ValidationError(
+        "Lone UTF-16 surrogates (such as \\ud800 without its pair) are not valid text."
+    )
 
 
 def check_json_document(value, max_depth: int) -> int:
-    """Reject what JSON columns can't store faithfully: NUL bytes, NaN/Infinity, deep nesting.
+    """Reject what JSON columns and clients can't carry faithfully.
+
+    NUL bytes, lone surrogates, NaN/Infinity, integers beyond 64 bits, deep nesting.
 
     Returns an upper bound of the compact UTF-8 serialisation's size, so that the
     exact (costlier) size only needs computing for documents near the limit.
@@ -67,24 +105,65 @@ def check_json_document(value, max_depth: int) -> int:
         if isinstance(node, dict):
             bound += 2
             for key, child in node.items():
-                _no_nul(key)
+                check_text(key)
                 bound += 4 + 6 * len(key)  # quotes, colon, comma; \uXXXX is the worst char
                 stack.append((child, depth + 1))
         elif isinstance(node, list):
             bound += 2 + len(node)
             stack.extend((child, depth + 1) for child in node)
         elif isinstance(node, str):
-            _no_nul(node)
+            check_text(node)
             bound += 2 + 6 * len(node)
         elif isinstance(node, float):
             if not math.isfinite(node):
                 raise ValidationError("NaN and Infinity are not valid JSON numbers.")
             bound += 32
         elif isinstance(node, int) and not isinstance(node, bool):
+            if not -MAX_JSON_INTEGER <= node <= MAX_JSON_INTEGER:
+                raise ValidationError(
+                    f"Integers must lie within ±{MAX_JSON_INTEGER} (64 bits); send larger "
+                    "numbers as strings."
+                )
             bound += len(str(node))
         else:
             bound += 5  # true, false, null
     return bound
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 date-time with a timezone, handed on in UTC.
+
+    Its UTC value must lie in years 1 to 9999: "0001-01-01T00:00:00+01:00" parses, but
+    is in year 0 in UTC, which no datetime (nor the database) can hold.
+    """
+
+    default_error_messages = {
+        "invalid": "Not a valid ISO 8601 date-time (e.g. 2026-11-30T12:00:00Z).",
+        "invalid_awareness": "Add a timezone: end the date-time with Z (UTC) or an offset "
+        "like +02:00.",
+        "out_of_range": "The date-time in UTC falls outside the years 1 to 9999.",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            check_text(value)
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("out_of_range") from None
+
+
+class PlainText(fields.String):
+    """A string without NUL bytes or lone surrogates."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        check_text(text)
+        return text
 
 
 class _StrictSchema(Schema):
@@ -95,12 +174,12 @@ class _StrictSchema(Schema):
 class EventInSchema(_StrictSchema):
     """An event as a client posts it."""
 
-    id = fields.String(validate=_name(128))
-    type = fields.String(required=True, validate=_name(100))
+    id = fields.String(validate=_name(EVENT_ID, 128))
+    type = fields.String(required=True, validate=_name(EVENT_TYPE, 100))
     # No keys=fields.String(): JSON object keys are strings already, and deserialising
     # each key through a field was ~3% of an ingest request.
     metadata = fields.Dict(load_default=dict)
-    timestamp = fields.AwareDateTime(format="iso")
+    timestamp = UtcDateTime()
 
     def __init__(self, limits: EventLimits | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -125,12 +204,6 @@ class EventInSchema(_StrictSchema):
                 "Timestamp is more than "
                 f"{int(self.limits.max_future_skew.total_seconds())} s in the future."
             )
-
-
-class BatchInSchema(_StrictSchema):
-    """The JSON form of a batch; items are validated one by one with EventInSchema."""
-
-    events = fields.List(fields.Raw(), required=True)
 
 
 def event_json(event) -> dict:
@@ -158,10 +231,7 @@ def event_json(event) -> dict:
 
 
 class TenantInSchema(_StrictSchema):
-    name = fields.String(
-        required=True,
-        validate=[validate.Length(min=1, max=100), _no_nul],
-    )
+    name = PlainText(required=True, validate=validate.Length(min=1, max=100))
     rate_limit = fields.Integer(
         strict=True,
         allow_none=True,
@@ -179,8 +249,8 @@ class TenantOutSchema(Schema):
 
 
 class TimeRangeSchema(_StrictSchema):
-    since = fields.AwareDateTime(format="iso")
-    until = fields.AwareDateTime(format="iso")
+    since = UtcDateTime()
+    until = UtcDateTime()
 
     @validates_schema
     def _check_order(self, data: dict, **_) -> None:
@@ -190,13 +260,13 @@ class TimeRangeSchema(_StrictSchema):
 
 class EventQuerySchema(TimeRangeSchema):
     types = fields.List(
-        fields.String(validate=validate.Length(min=1, max=100)),
+        PlainText(validate=validate.Length(min=1, max=100)),
         data_key="type",
         load_default=list,
     )
-    q = fields.String(validate=[validate.Length(min=1, max=200), _no_nul])
+    q = PlainText(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
-    cursor = fields.String(validate=validate.Length(min=1, max=200))
+    cursor = PlainText(validate=validate.Length(min=1, max=200))
 
 
 tenant_out = TenantOutSchema()

@@ -10,6 +10,10 @@ from .validation import load
 
 bp = Blueprint("tenants", __name__, url_prefix="/api/v1/tenants")
 
+# Tenant ids are 32-bit integers in the database: a larger id names no tenant (404),
+# rather than failing on its way into a query.
+TENANT_ID = "int(max=2147483647)"
+
 
 @bp.post("")
 @require_admin
@@ -37,13 +41,13 @@ def whoami():
     }
 
 
-@bp.get("/<int:tenant_id>")
+@bp.get(f"/<{TENANT_ID}:tenant_id>")
 @require_any
 def get_tenant(tenant_id: int):
     return tenant_out.dump(service.get_tenant(tenant_id, g.principal))
 
 
-@bp.post("/<int:tenant_id>/token")
+@bp.post(f"/<{TENANT_ID}:tenant_id>/token")
 @require_any
 def issue_token(tenant_id: int):
     token, expires_in = service.token_for(tenant_id, g.principal)

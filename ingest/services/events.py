@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Integer, Text, cast, func, or_, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..errors import ValidationError
 from ..extensions import db
-from ..models import Event, EventSearch, EventSearchPending
+from ..models import Event, EventSearch, EventSearchPending, utcnow
 
 # --- reading ----------------------------------------------------------------------------------
+
+
+# A cursor names a storage sequence number: a positive 64-bit integer on every backend.
+_CURSOR = re.compile(r"v1:([0-9]{1,19})\Z")
+_MAX_SEQ = 2**63 - 1
 
 
 def encode_cursor(seq: int) -> str:
@@ -25,10 +32,10 @@ def encode_cursor(seq: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, seq = raw.partition(":")
-        if version != "v1" or not seq.isdigit():
+        match = _CURSOR.match(raw)
+        if match is None or not 0 < int(match.group(1)) <= _MAX_SEQ:
             raise ValueError
-        return int(seq)
+        return int(match.group(1))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationError(
             "The cursor is malformed; pass next_cursor from a previous page unchanged.",
@@ -59,6 +66,27 @@ def _time_filters(since: datetime | None, until: datetime | None) -> list:
     return filters
 
 
+class lowered(FunctionElement):
+    """Text in lower case, Unicode-aware on every backend.
+
+    PostgreSQL's lower() folds "É" to "é"; SQLite's folds ASCII only, so there it is
+    Python's str.lower, registered on each connection (ingest/__init__.py).
+    """
+
+    inherit_cache = True
+    type = Text()
+
+
+@compiles(lowered)
+def _lowered_default(element, compiler, **kw):
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(lowered, "sqlite")
+def _lowered_sqlite(element, compiler, **kw):
+    return f"unicode_lower({compiler.process(element.clauses, **kw)})"
+
+
 def _text_matches(type_text, metadata_text, pattern: str):
     return or_(type_text.like(pattern, escape="\\"), metadata_text.like(pattern, escape="\\"))
 
@@ -72,7 +100,7 @@ def _search_filter(tenant_id: int, query: EventQuery, before: int | None):
     so only the page's own rows are looked up in events, not every match.
     """
     pattern = f"%{_escape_like(query.q.lower())}%"
-    scanned = _text_matches(func.lower(Event.type), func.lower(cast(Event.data, Text)), pattern)
+    scanned = _text_matches(lowered(Event.type), lowered(cast(Event.data, Text)), pattern)
     if db.engine.dialect.name != "postgresql":
         return scanned
     indexed = select(EventSearch.seq).where(
@@ -159,8 +187,25 @@ def _epoch_bucket_sqlite(element, compiler, **kw):
     return f"(CAST(strftime('%s', {column}) AS INTEGER) / {int(element.width)})"
 
 
-def event_timeseries(tenant_id: int, since: datetime, until: datetime, interval: str) -> list[dict]:
-    """Event counts per time bucket (on ``timestamp``) in [since, until), empty buckets included."""
+DEFAULT_TIMESERIES_SPAN = timedelta(hours=1)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def event_timeseries(
+    tenant_id: int, since: datetime | None, until: datetime | None, interval: str
+) -> list[dict]:
+    """Event counts per time bucket (on ``timestamp``) in [since, until), empty buckets included.
+
+    ``until`` defaults to now and ``since`` to an hour before ``until`` (or year 1, if
+    ``until`` is within an hour of it).
+    """
+    until = until or utcnow()
+    if since is None:
+        since = (
+            until - DEFAULT_TIMESERIES_SPAN
+            if until - _EARLIEST > DEFAULT_TIMESERIES_SPAN
+            else _EARLIEST
+        )
     width = INTERVALS[interval]
     first, last = int(since.timestamp()) // width, (int(until.timestamp()) - 1) // width
     if last - first + 1 > MAX_BUCKETS:

@@ -6,6 +6,10 @@ request to arrive leads a group, takes every request waiting at that moment, sto
 them all in one transaction, publishes the new events, wakes each request with its
 own result, and hands the lead to the next waiting request. Every request still
 answers only after the commit that stored its events, so a 201 always means durable.
+
+Tenants share those commits, so one request's failure must not become its
+neighbours': a group whose transaction fails for any reason but a lost database is
+split in halves and each half retried, down to the one request at fault.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import realtime
+from ..errors import AuthenticationFailed, database_unavailable
 from ..extensions import db, green_process
-from ..models import Event, utcnow
+from ..models import Event, Tenant, utcnow
 from ..schemas import event_json
 
 
@@ -140,18 +145,48 @@ def _store_in(connection, requests: list[_Request]) -> list[IngestResult]:
     return results
 
 
-def _store_alone(request: _Request) -> IngestResult | BaseException:
-    # A concurrent writer elsewhere stored one of these ids between our lookup and our
-    # commit; the unique constraint caught it, and a second try sees it as a duplicate.
-    for attempt in range(2):
+def _store_isolating(group: list[_Request]) -> list[IngestResult | BaseException]:
+    """Store the group; if that fails, store its halves apart, down to the request at fault.
+
+    Only a lost database fails every request at once: nothing else that goes wrong
+    in a transaction is known not to be one request's doing (a value the driver
+    refuses, a constraint), and its neighbours must not pay for it.
+    """
+    try:
+        return _store(group)
+    except Exception as error:
+        if database_unavailable(error):
+            return [error] * len(group)
+        if len(group) == 1:
+            return [_store_again(group[0], error)]
+    middle = len(group) // 2
+    return _store_isolating(group[:middle]) + _store_isolating(group[middle:])
+
+
+def _store_again(request: _Request, error: Exception) -> IngestResult | BaseException:
+    """One request whose transaction failed: retry a conflict once, else explain it."""
+    if isinstance(error, IntegrityError):
+        # A concurrent writer elsewhere stored one of these ids between our lookup and
+        # our commit; the unique constraint caught it, and a second try sees a duplicate.
         try:
             return _store([request])[0]
-        except IntegrityError as error:
-            if attempt:
-                return error
-        except Exception as error:
-            return error
-    raise AssertionError("unreachable")
+        except Exception as again:
+            error = again
+    if not database_unavailable(error) and _tenant_is_gone(request.tenant_id):
+        return AuthenticationFailed("Invalid, expired or revoked credentials.")
+    return error
+
+
+def _tenant_is_gone(tenant_id: int) -> bool:
+    """Whether the tenant was removed since its credentials were checked (and cached)."""
+    try:
+        with db.engine.connect() as connection:
+            found = connection.execute(select(Tenant.id).where(Tenant.id == tenant_id)).first()
+    except Exception:
+        return False
+    if found is None:
+        current_app.extensions["credential_cache"].forget_tenant(tenant_id)
+    return found is None
 
 
 class GroupCommitter:
@@ -216,12 +251,7 @@ class GroupCommitter:
             return group
 
     def _commit(self, group: list[_Request]) -> None:
-        try:
-            outcomes: list = _store(group)
-        except IntegrityError:
-            outcomes = [_store_alone(request) for request in group]
-        except Exception as error:
-            outcomes = [error] * len(group)
+        outcomes = _store_isolating(group)
         for request, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 request.error = outcome
