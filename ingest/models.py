@@ -82,6 +82,10 @@ class Tenant(db.Model):
     rate_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Ids are never reused (JWTs and cached credentials name them): SQLite would hand a
+    # removed newest tenant's id to the next one without AUTOINCREMENT (migration 0006).
+    __table_args__ = {"sqlite_autoincrement": True}
+
 
 # `q` search on PostgreSQL runs on trigram indexes of event_search (migration 0005), which
 # the serving process fills in the background; their pending lists are merged there too

@@ -62,3 +62,37 @@ def test_downgrade_to_base_and_up_again(empty_database_url):
         upgrade()
         assert {"tenants", "events"} <= set(inspect(db.engine).get_table_names())
         db.engine.dispose()
+
+
+def test_tenant_ids_are_never_reused_and_upgrading_keeps_events(empty_database_url):
+    app = _app(empty_database_url)
+    with app.app_context():
+        upgrade(revision="0005")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (id, name, name_key, api_key_hash, api_key_prefix, "
+                    "created_at) VALUES (7, 'a', 'a', 'h', 'p', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO events (tenant_id, event_id, type, metadata, timestamp, "
+                    "received_at) VALUES (7, 'e', 't', '{}', '2026-01-01 00:00:00', "
+                    "'2026-01-01 00:00:00')"
+                )
+            )
+        upgrade()
+        with db.engine.begin() as connection:
+            assert connection.execute(text("SELECT count(*) FROM events")).scalar() == 1
+            connection.execute(text("DELETE FROM events"))
+            connection.execute(text("DELETE FROM tenants WHERE id = 7"))
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (name, name_key, api_key_hash, api_key_prefix, "
+                    "created_at) VALUES ('b', 'b', 'h2', 'p2', '2026-01-01 00:00:00')"
+                )
+            )
+            new_id = connection.execute(text("SELECT id FROM tenants")).scalar()
+        assert new_id != 7
+        db.engine.dispose()
