@@ -96,7 +96,9 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "ADMIN_TOKEN": admin_token or secrets.token_urlsafe(32),
         "ADMIN_TOKEN_GENERATED": not admin_token,
         "TOKEN_TTL_SECONDS": _int(env, "TOKEN_TTL_SECONDS", 900, minimum=1),
-        "CREDENTIAL_CACHE_SECONDS": _int(env, "CREDENTIAL_CACHE_SECONDS", 30),
+        # Short: a removed tenant's credentials must not outlive it for long on nodes that
+        # have not seen it fail (the node that does forgets them at once).
+        "CREDENTIAL_CACHE_SECONDS": _int(env, "CREDENTIAL_CACHE_SECONDS", 5),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLITE_SYNCHRONOUS": _choice(
