@@ -103,7 +103,7 @@ def _too_many(count: int, max_events: int, more: bool) -> BatchRejected:
 
 def _ndjson_lines(max_line_bytes: int):
     """(line number, line) for each non-blank line of the body, read as it arrives."""
-    pending, line_number = b"", 0
+    pending, line_number, slices = b"", 0, CpuSlices()
     stream = request.stream
     while True:
         chunk = stream.read(_READ_SIZE)
@@ -115,6 +115,7 @@ def _ndjson_lines(max_line_bytes: int):
             line_number += 1
             if line.strip():
                 yield line_number, line
+        slices.pause_if_due()  # megabytes of blank lines are work too
         if not chunk:
             return
         if len(pending) > max_line_bytes:
