@@ -40,8 +40,10 @@ def serve() -> None:
     if app.config["ADMIN_TOKEN_GENERATED"]:
         # The fragment never reaches a server or its logs; the dashboard moves it into
         # sessionStorage and strips it from the address bar.
+        kept = app.config["ADMIN_TOKEN_FILE"]
+        origin = f"using the one kept in {kept}" if kept else "generated one for this run"
         print(
-            "\n  No ADMIN_TOKEN set; generated one for this run:\n"
+            f"\n  No ADMIN_TOKEN set; {origin}:\n"
             f"    {app.config['ADMIN_TOKEN']}\n"
             f"  Dashboard: {url}#admin_token={app.config['ADMIN_TOKEN']}\n",
             flush=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -62,6 +63,61 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def _kept_secret(instance_path: str, name: str) -> tuple[str, str | None]:
+    """A generated secret kept in the instance folder (0600) and its file; reused on restart.
+
+    A folder that cannot keep it (read-only, say) gives a secret for this process only,
+    as before, with a warning.
+    """
+    path = Path(instance_path) / name
+    try:
+        try:
+            return _read_kept_secret(path), str(path)
+        except FileNotFoundError:
+            return _create_kept_secret(path), str(path)
+    except OSError as error:
+        logging.getLogger(__name__).warning(
+            "Could not keep the generated %s in %s (%s); it lasts for this process only.",
+            name,
+            path,
+            error,
+        )
+        return secrets.token_urlsafe(32), None
+
+
+def _create_kept_secret(path: Path) -> str:
+    """Write a new secret to ``path``, or read the one another process wrote first.
+
+    The file appears whole and with mode 0600, or not at all: it is written under a
+    temporary name and hard-linked into place, which fails if the name is taken.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            os.write(fd, f"{value}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_kept_secret(path)
+        return value
+    finally:
+        temporary.unlink()
+
+
+def _read_kept_secret(path: Path) -> str:
+    value = path.read_text().strip()
+    if not value:
+        raise ConfigError(f"{path} is empty; delete it to generate a new one")
+    return value
+
+
 def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dict:
     """Return the Flask config mapping built from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -85,16 +141,26 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
     if secret_key and len(secret_key) < 32:
         # It signs the tenant JWTs (HS256): shorter keys are guessable offline.
         raise ConfigError("SECRET_KEY must be at least 32 characters")
+    # Generated ones are kept in the instance folder, so a restart neither signs the
+    # dashboard out nor invalidates tenant JWTs.
+    admin_token_file = None
+    if not admin_token:
+        generated_token, admin_token_file = _kept_secret(instance_path, "admin_token")
+    if not secret_key:
+        generated_key, secret_key_file = _kept_secret(instance_path, "secret_key")
+        if len(generated_key) < 32:
+            raise ConfigError(f"{secret_key_file} must hold at least 32 characters")
 
     return {
         "HOST": env.get("HOST") or "127.0.0.1",
         "PORT": _int(env, "PORT", 5000, minimum=1),
-        # Generated secrets last for the life of the process; the entry point prints the
-        # admin token once (like Jupyter) so a new user can sign in.
-        "SECRET_KEY": secret_key or secrets.token_urlsafe(32),
+        # The entry point prints a generated admin token (like Jupyter) so a new user can
+        # sign in.
+        "SECRET_KEY": secret_key or generated_key,
         "SECRET_KEY_GENERATED": not secret_key,
-        "ADMIN_TOKEN": admin_token or secrets.token_urlsafe(32),
+        "ADMIN_TOKEN": admin_token or generated_token,
         "ADMIN_TOKEN_GENERATED": not admin_token,
+        "ADMIN_TOKEN_FILE": admin_token_file,
         "TOKEN_TTL_SECONDS": _int(env, "TOKEN_TTL_SECONDS", 900, minimum=1),
         # Short: a removed tenant's credentials must not outlive it for long on nodes that
         # have not seen it fail (the node that does forgets them at once).
