@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import fanout, middleware, ratelimits, realtime
 from .auth import CredentialCache
-from .config import load_config
+from .config import data_dir, load_config
 from .errors import register_error_handlers
 from .extensions import cors, db, green_process, limiter, migrate, socketio
 from .services.ingestion import GroupCommitter
@@ -28,7 +28,10 @@ RATE_LIMIT_HEADERS = [
 
 
 def create_app(test_config: Mapping | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    # DATA_DIR: the installed package's default folder may not be writable (in the image).
+    app = Flask(
+        __name__, instance_path=data_dir(), instance_relative_config=True, static_folder=None
+    )
     app.config.from_mapping(load_config(app.instance_path))
     if test_config:
         app.config.from_mapping(test_config)

@@ -63,6 +63,14 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def data_dir(env: Mapping[str, str] | None = None) -> str | None:
+    """DATA_DIR, the instance folder, as an absolute path; None means Flask's default."""
+    env = os.environ if env is None else env
+    value = env.get("DATA_DIR")
+    # Flask wants it absolute; a relative one is taken from the working directory.
+    return os.path.abspath(value) if value else None
+
+
 def _kept_secret(instance_path: str, name: str) -> tuple[str, str | None]:
     """A generated secret kept in the instance folder (0600) and its file; reused on restart.
 

@@ -1,11 +1,12 @@
-"""The instance folder keeps the generated admin token and secret key across restarts."""
+"""The instance folder: where DATA_DIR puts it, and the generated secrets it keeps."""
 
 import os
 import stat
 
 import pytest
 
-from ingest.config import ConfigError, _create_kept_secret, load_config
+from ingest import create_app
+from ingest.config import ConfigError, _create_kept_secret, data_dir, load_config
 
 
 def _mode(path) -> int:
@@ -82,3 +83,25 @@ def test_a_secret_another_process_kept_first_wins(tmp_path):
     (tmp_path / "admin_token").write_text("kept-by-the-other-process\n")
     assert _create_kept_secret(tmp_path / "admin_token") == "kept-by-the-other-process"
     assert [p.name for p in tmp_path.iterdir()] == ["admin_token"]
+
+
+def test_data_dir_is_made_absolute_and_unset_means_flasks_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data_dir({"DATA_DIR": "data"}) == str(tmp_path / "data")
+    assert data_dir({}) is None
+    assert data_dir({"DATA_DIR": ""}) is None
+
+
+def test_create_app_keeps_database_and_token_in_data_dir(tmp_path, monkeypatch):
+    for name in ("DATABASE_URL", "ADMIN_TOKEN", "SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SOCKETIO_ASYNC_MODE", "threading")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("SOCKETIO_MESSAGE_QUEUE", raising=False)
+    first, second = create_app(), create_app()
+    assert first.instance_path == str(tmp_path / "data")
+    assert first.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'data' / 'ingest.db'}"
+    assert first.config["ADMIN_TOKEN"] == second.config["ADMIN_TOKEN"]
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert _mode(tmp_path / "data" / "admin_token") == 0o600
