@@ -10,6 +10,7 @@ with the repository's .venv as the image's Python. Skipped only when not root ou
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import os
@@ -218,6 +219,24 @@ def test_dockerfile_runs_as_non_root_with_data_dir_on_a_volume():
     assert "DATABASE_URL" not in image.env
     assert image.env.get("DATA_DIR") in image.volumes
     assert image.cmd and image.healthcheck
+
+
+def test_dockerignore_sends_what_the_image_copies_and_not_the_rest():
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        return any(
+            fnmatch.fnmatch(path, p) or fnmatch.fnmatch(path, p.lstrip("*/")) for p in patterns
+        )
+
+    copied = [source for sources, _ in read_dockerfile().copies for source in sources]
+    assert copied and not [source for source in copied if ignored(source)]
+    for heavy_or_secret in (".venv", ".git", "instance", "bench-results", "ingest/__pycache__"):
+        assert ignored(heavy_or_secret), heavy_or_secret
 
 
 def test_start_command_serves_as_non_root_without_database_url(container):
