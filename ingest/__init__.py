@@ -38,6 +38,8 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     app.json.sort_keys = False
     # /api/v1/events/ is /api/v1/events: a trailing slash is a typo, not another resource.
     app.url_map.strict_slashes = False
+    # No redirect for "//": Flask answers routing redirects in HTML, outside the envelope.
+    app.url_map.merge_slashes = False
     # The API keeps no cookie sessions; skipping Flask's saves work on every request.
     app.session_interface = NoSessions()
     _configure_logging(app)

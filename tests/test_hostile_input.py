@@ -278,3 +278,38 @@ def test_a_malformed_last_event_id_gets_a_truncated_replay_and_stays_connected(
     complete = [m["args"][0] for m in received if m["name"] == "replay_complete"]
     assert complete == [{"count": 1, "truncated": True}]
     assert socket_client.is_connected()
+
+
+def test_megabytes_of_blank_ndjson_lines_are_refused_and_charged_per_line(make_app):
+    from tests.support import create_tenant
+
+    app = make_app()
+    client = app.test_client()
+    tenant = create_tenant(client, "acme", rate_limit=5000)
+    response, stream = _post_ndjson_stream(client, tenant, b"\n" * 5_000_000)
+    assert "blank lines" in _error(response, 400)["message"]
+    assert stream.bytes_read < 200_000, "the server read the whole body"
+    assert int(response.headers["X-RateLimit-Remaining"]) <= 5000 - 1001
+
+
+def test_timeseries_buckets_before_1970_match_the_buckets_listed(client, tenant):
+    for stamp in ("1969-12-31T23:58:30Z", "1969-12-31T23:59:30Z"):
+        client.post(
+            "/api/v1/events", json={"type": "a", "timestamp": stamp}, headers=tenant["headers"]
+        )
+    response = client.get(
+        "/api/v1/events/timeseries?since=1969-12-31T23:58:00Z&until=1970-01-01T00:00:00Z",
+        headers=tenant["headers"],
+    )
+    assert [b["count"] for b in response.get_json()["data"]] == [1, 1]
+
+
+def test_a_timeseries_starting_after_now_is_400(client, tenant):
+    response = client.get(
+        "/api/v1/events/timeseries?since=9999-12-31T23:00:00Z", headers=tenant["headers"]
+    )
+    _error(response, 400)
+
+
+def test_a_doubled_slash_is_a_json_404_not_an_html_redirect(client, tenant):
+    _error(client.get("/api/v1/events//stats", headers=tenant["headers"]), 404, "not_found")

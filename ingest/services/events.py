@@ -183,8 +183,11 @@ def _epoch_bucket_postgresql(element, compiler, **kw):
 
 @compiles(_epoch_bucket)
 def _epoch_bucket_sqlite(element, compiler, **kw):
-    column = compiler.process(element.column, **kw)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) / {int(element.width)})"
+    # Floor division, as in Python: SQLite's "/" and "%" round toward zero, which put
+    # events before 1970 (negative seconds) in the bucket after theirs.
+    seconds = f"CAST(strftime('%s', {compiler.process(element.column, **kw)}) AS INTEGER)"
+    width = int(element.width)
+    return f"(({seconds} - (({seconds} % {width}) + {width}) % {width}) / {width})"
 
 
 DEFAULT_TIMESERIES_SPAN = timedelta(hours=1)
@@ -205,6 +208,11 @@ def event_timeseries(
             until - DEFAULT_TIMESERIES_SPAN
             if until - _EARLIEST > DEFAULT_TIMESERIES_SPAN
             else _EARLIEST
+        )
+    if since >= until:
+        raise ValidationError(
+            "since must be earlier than until (which defaults to now).",
+            details={"since": ["Not earlier than until."]},
         )
     width = INTERVALS[interval]
     first, last = int(since.timestamp()) // width, (int(until.timestamp()) - 1) // width
