@@ -15,6 +15,7 @@ import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -386,6 +387,35 @@ def test_events_appear_live_in_the_feed_and_the_statistics(page, server, console
     expect(rows(page).first.locator(".event-type")).to_have_text("order.created")
     expect(page.locator("#stat-total")).to_have_text("6")
     expect(page.locator("#send-quota")).to_contain_text("left this minute")
+
+
+def test_rows_show_the_date_for_events_from_another_day(page, server):
+    acme = server.create_tenant("acme")
+    then = datetime.now(UTC) - timedelta(days=3)
+    server.post_events(acme["api_key"], [{"type": "old.one", "timestamp": then.isoformat()}])
+    server.post_events(acme["api_key"], events("new.one"))
+    sign_in_as_admin(page, server)
+    expect(rows(page)).to_have_count(2)
+
+    zone = ZoneInfo(page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    new_time, old_time = page.locator("#feed-list .event-time").all_text_contents()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", new_time)  # today: the time alone
+    assert old_time == f"{then.astimezone(zone):%Y-%m-%d %H:%M:%S}"
+
+
+def test_rows_of_today_get_their_date_once_midnight_passes(page, server):
+    acme = server.create_tenant("acme")
+    zone = ZoneInfo(page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    late = midnight - timedelta(minutes=1)
+    server.post_events(acme["api_key"], [{"type": "late", "timestamp": late.isoformat()}])
+    page.clock.install(time=midnight - timedelta(seconds=10))  # the page's "now": 23:59:50
+    sign_in_with_form(page, server, acme["api_key"])
+    time = rows(page).first.locator(".event-time")
+    expect(time).to_have_text("23:59:00")
+
+    page.clock.run_for(15_000)
+    expect(time).to_have_text(f"{late:%Y-%m-%d} 23:59:00")
 
 
 def test_filters_and_search_query_the_server_and_page_through_history(page, server):
