@@ -268,6 +268,28 @@ def test_tenant_key_signs_in_to_its_own_events_only(page, server, console):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def test_signing_in_after_a_failed_attempt_clears_its_errors(page, server, console):
+    acme = server.create_tenant("acme")
+    console.allow(HTTP_STATUS_LOGGED.format(status=401))
+    sign_in_with_form(page, server, "ik_not-a-real-key")
+    failed = toast(page, "Not authorised")
+    expect(failed).to_be_visible()
+    expect(page.locator("#signin-error")).to_be_visible()
+
+    page.get_by_label("Admin token or API key").fill(acme["api_key"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#role-badge")).to_have_text("Tenant · acme")
+    # Gone at once, not when it times out by itself (8 s): so no waiting assertion here.
+    assert failed.count() == 0
+    expect(page.get_by_label("Admin token or API key")).not_to_have_attribute(
+        "aria-invalid", "true"
+    )
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#signin-error")).to_be_hidden()
+
+
 def test_admin_view_renews_the_tenant_token_before_it_expires(page, live_server_factory):
     server = live_server_factory(mode="eventlet", TOKEN_TTL_SECONDS="3")
     acme = server.create_tenant("acme")
