@@ -528,6 +528,32 @@ def test_reconnects_after_the_server_drops_and_replays_missed_events(
     expect(page.locator("#stat-total")).to_have_text("5")
 
 
+# --- layout -------------------------------------------------------------------------------
+
+
+def in_viewport(box: dict, viewport: dict) -> bool:
+    return (
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= viewport["width"]
+        and box["y"] + box["height"] <= viewport["height"]
+    )
+
+
+def test_statistics_are_in_view_beside_the_feed_at_1280_by_800(page, server):
+    acme = server.create_tenant("acme")
+    server.post_events(acme["api_key"], events("page.view", "user.signup", "cart.updated"))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_in_as_admin(page, server)
+    expect(page.locator("#stat-total")).to_have_text("3")
+    expect(page.locator("#type-bars .type-bar")).to_have_count(3)
+
+    assert page.evaluate("window.scrollY") == 0
+    assert in_viewport(page.locator("#stats-panel").bounding_box(), page.viewport_size)
+    feed = page.locator("#feed-scroll").bounding_box()
+    assert feed["width"] >= 600 and feed["y"] < 800  # the feed keeps room and stays in view
+
+
 # --- the screenshot in the README ---------------------------------------------------------
 
 SAMPLE_EVENTS = [
