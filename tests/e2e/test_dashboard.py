@@ -554,6 +554,35 @@ def test_statistics_are_in_view_beside_the_feed_at_1280_by_800(page, server):
     assert feed["width"] >= 600 and feed["y"] < 800  # the feed keeps room and stays in view
 
 
+def overlap(a: dict, b: dict) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def test_toasts_on_a_phone_leave_the_feed_uncovered(page, server):
+    acme = server.create_tenant("acme")
+    server.post_events(acme["api_key"], events(*["page.view"] * 30))
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in_as_admin(page, server)
+    expect(rows(page)).to_have_count(30)
+
+    page.get_by_label("Event type").fill("not a type!")
+    page.get_by_role("button", name="Send event").click()
+    invalid = toast(page, "Invalid input")
+    expect(invalid).to_be_visible()
+
+    # Whether the feed sits at the top or the bottom of the screen, the toast is elsewhere.
+    feed = page.locator("#feed-scroll")
+    for block in ("start", "end"):
+        feed.evaluate("(element, block) => element.scrollIntoView({block})", block)
+        assert in_viewport(invalid.bounding_box(), page.viewport_size)
+        assert not overlap(invalid.bounding_box(), feed.bounding_box()), block
+
+
 # --- the screenshot in the README ---------------------------------------------------------
 
 SAMPLE_EVENTS = [
