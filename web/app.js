@@ -18,7 +18,7 @@ import {
 } from "./session.js";
 import { createStatsPanel } from "./stats.js";
 import { createTenantsPanel } from "./tenants.js";
-import { showToast, toastError, toastSuccess } from "./toasts.js";
+import { dismissToasts, showToast, toastError, toastSuccess } from "./toasts.js";
 
 const signinView = byId("signin-view");
 const signinForm = byId("signin-form");
@@ -180,14 +180,18 @@ function showNoTenant() {
 
 // --- signing in and out -----------------------------------------------------------------
 
-function showSignIn(message = "") {
-  dashboardView.hidden = true;
-  sessionBar.hidden = true;
-  signinView.hidden = false;
+function setSignInError(message) {
   signinError.textContent = message;
   signinError.hidden = !message;
   if (message) signinInput.setAttribute("aria-invalid", "true");
   else signinInput.removeAttribute("aria-invalid");
+}
+
+function showSignIn(message = "") {
+  dashboardView.hidden = true;
+  sessionBar.hidden = true;
+  signinView.hidden = false;
+  setSignInError(message);
   signinInput.focus();
 }
 
@@ -209,6 +213,9 @@ async function signIn(secret) {
   }
   saveSecret(secret);
   session = { credential, api, role: me.role, tenant: me.tenant };
+  // Earlier failed attempts (and anything left from a previous session) no longer hold.
+  setSignInError("");
+  dismissToasts("error", "warning");
 
   signinView.hidden = true;
   signinInput.value = "";

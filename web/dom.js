@@ -67,6 +67,25 @@ export function formatTime(iso) {
   return timeFormat.format(new Date(iso));
 }
 
+/** The local calendar date as YYYY-MM-DD: unambiguous in every locale, and fixed width. */
+function formatDate(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+/** The time alone for a moment of today (local time); the date and time for any other day. */
+export function formatTimeOrDate(iso, now = new Date()) {
+  const date = new Date(iso);
+  const time = timeFormat.format(date);
+  return formatDate(date) === formatDate(now) ? time : `${formatDate(date)} ${time}`;
+}
+
+/** Milliseconds until the next local midnight, when "today" moves on. */
+export function msUntilMidnight(now = new Date()) {
+  const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+  return midnight.getTime() - now.getTime();
+}
+
 export function formatDateTime(iso) {
   return dateTimeFormat.format(new Date(iso));
 }

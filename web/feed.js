@@ -2,7 +2,15 @@
 // most `maxRows` rows (dropping the oldest) so hours of traffic don't eat memory,
 // and handles pause/resume and auto-scroll. It knows nothing of sockets or filters.
 
-import { byId, formatCount, formatDateTime, formatTime, fromTemplate, setHue } from "./dom.js";
+import {
+  byId,
+  formatCount,
+  formatDateTime,
+  formatTimeOrDate,
+  fromTemplate,
+  msUntilMidnight,
+  setHue,
+} from "./dom.js";
 
 const PREVIEW_CHARS = 140;
 const HIGHLIGHT_MS = 2500;
@@ -21,7 +29,7 @@ function buildRow(event) {
 
   const time = row.querySelector(".event-time");
   time.dateTime = event.timestamp;
-  time.textContent = formatTime(event.timestamp);
+  time.textContent = formatTimeOrDate(event.timestamp);
   time.title = formatDateTime(event.timestamp);
 
   const chip = row.querySelector(".event-type");
@@ -105,6 +113,17 @@ export function createFeed({ maxRows = 500, onChange = () => {}, onTrim = () => 
     }
     showPending();
   }
+
+  // A row of today shows the time alone; once midnight passes it needs its date.
+  function relabelAtMidnight() {
+    setTimeout(() => {
+      for (const time of list.querySelectorAll(".event-time")) {
+        time.textContent = formatTimeOrDate(time.dateTime);
+      }
+      relabelAtMidnight();
+    }, msUntilMidnight() + 1000);
+  }
+  relabelAtMidnight();
 
   pauseButton.addEventListener("click", () => setPaused(!paused));
   pendingButton.addEventListener("click", () => setPaused(false));

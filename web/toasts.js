@@ -52,6 +52,13 @@ export function showToast({ kind = "info", title, message = "", category = "" })
   return toast;
 }
 
+/** Removes the toasts of these kinds, once what they reported no longer holds. */
+export function dismissToasts(...kinds) {
+  for (const kind of kinds) {
+    for (const toast of byId("toasts").querySelectorAll(`.toast-${kind}`)) toast.remove();
+  }
+}
+
 export function toastSuccess(title, message) {
   return showToast({ kind: "success", title, message });
 }

@@ -15,6 +15,7 @@ import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -267,6 +268,28 @@ def test_tenant_key_signs_in_to_its_own_events_only(page, server, console):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+def test_signing_in_after_a_failed_attempt_clears_its_errors(page, server, console):
+    acme = server.create_tenant("acme")
+    console.allow(HTTP_STATUS_LOGGED.format(status=401))
+    sign_in_with_form(page, server, "ik_not-a-real-key")
+    failed = toast(page, "Not authorised")
+    expect(failed).to_be_visible()
+    expect(page.locator("#signin-error")).to_be_visible()
+
+    page.get_by_label("Admin token or API key").fill(acme["api_key"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#role-badge")).to_have_text("Tenant · acme")
+    # Gone at once, not when it times out by itself (8 s): so no waiting assertion here.
+    assert failed.count() == 0
+    expect(page.get_by_label("Admin token or API key")).not_to_have_attribute(
+        "aria-invalid", "true"
+    )
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#signin-error")).to_be_hidden()
+
+
 def test_admin_view_renews_the_tenant_token_before_it_expires(page, live_server_factory):
     server = live_server_factory(mode="eventlet", TOKEN_TTL_SECONDS="3")
     acme = server.create_tenant("acme")
@@ -388,6 +411,35 @@ def test_events_appear_live_in_the_feed_and_the_statistics(page, server, console
     expect(page.locator("#send-quota")).to_contain_text("left this minute")
 
 
+def test_rows_show_the_date_for_events_from_another_day(page, server):
+    acme = server.create_tenant("acme")
+    then = datetime.now(UTC) - timedelta(days=3)
+    server.post_events(acme["api_key"], [{"type": "old.one", "timestamp": then.isoformat()}])
+    server.post_events(acme["api_key"], events("new.one"))
+    sign_in_as_admin(page, server)
+    expect(rows(page)).to_have_count(2)
+
+    zone = ZoneInfo(page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    new_time, old_time = page.locator("#feed-list .event-time").all_text_contents()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", new_time)  # today: the time alone
+    assert old_time == f"{then.astimezone(zone):%Y-%m-%d %H:%M:%S}"
+
+
+def test_rows_of_today_get_their_date_once_midnight_passes(page, server):
+    acme = server.create_tenant("acme")
+    zone = ZoneInfo(page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    late = midnight - timedelta(minutes=1)
+    server.post_events(acme["api_key"], [{"type": "late", "timestamp": late.isoformat()}])
+    page.clock.install(time=midnight - timedelta(seconds=10))  # the page's "now": 23:59:50
+    sign_in_with_form(page, server, acme["api_key"])
+    time = rows(page).first.locator(".event-time")
+    expect(time).to_have_text("23:59:00")
+
+    page.clock.run_for(15_000)
+    expect(time).to_have_text(f"{late:%Y-%m-%d} 23:59:00")
+
+
 def test_filters_and_search_query_the_server_and_page_through_history(page, server):
     acme = server.create_tenant("acme")
     server.post_events(acme["api_key"], events(*["page.view"] * 55, path="/home"))
@@ -474,6 +526,61 @@ def test_reconnects_after_the_server_drops_and_replays_missed_events(
     expect(rows(page)).to_have_count(5)
     assert row_types(page) == ["after", "missed.3", "missed.2", "missed.1", "before"]
     expect(page.locator("#stat-total")).to_have_text("5")
+
+
+# --- layout -------------------------------------------------------------------------------
+
+
+def in_viewport(box: dict, viewport: dict) -> bool:
+    return (
+        box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= viewport["width"]
+        and box["y"] + box["height"] <= viewport["height"]
+    )
+
+
+def test_statistics_are_in_view_beside_the_feed_at_1280_by_800(page, server):
+    acme = server.create_tenant("acme")
+    server.post_events(acme["api_key"], events("page.view", "user.signup", "cart.updated"))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_in_as_admin(page, server)
+    expect(page.locator("#stat-total")).to_have_text("3")
+    expect(page.locator("#type-bars .type-bar")).to_have_count(3)
+
+    assert page.evaluate("window.scrollY") == 0
+    assert in_viewport(page.locator("#stats-panel").bounding_box(), page.viewport_size)
+    feed = page.locator("#feed-scroll").bounding_box()
+    assert feed["width"] >= 600 and feed["y"] < 800  # the feed keeps room and stays in view
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def test_toasts_on_a_phone_leave_the_feed_uncovered(page, server):
+    acme = server.create_tenant("acme")
+    server.post_events(acme["api_key"], events(*["page.view"] * 30))
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in_as_admin(page, server)
+    expect(rows(page)).to_have_count(30)
+
+    page.get_by_label("Event type").fill("not a type!")
+    page.get_by_role("button", name="Send event").click()
+    invalid = toast(page, "Invalid input")
+    expect(invalid).to_be_visible()
+
+    # Whether the feed sits at the top or the bottom of the screen, the toast is elsewhere.
+    feed = page.locator("#feed-scroll")
+    for block in ("start", "end"):
+        feed.evaluate("(element, block) => element.scrollIntoView({block})", block)
+        assert in_viewport(invalid.bounding_box(), page.viewport_size)
+        assert not overlap(invalid.bounding_box(), feed.bounding_box()), block
 
 
 # --- the screenshot in the README ---------------------------------------------------------
