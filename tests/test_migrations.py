@@ -1,12 +1,10 @@
 """Migrations are the source of truth: they build exactly the models' schema, forward and back."""
 
-import uuid
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from ingest import create_app
 from ingest.config import normalise_database_url
@@ -14,20 +12,9 @@ from ingest.extensions import db
 
 
 @pytest.fixture
-def empty_database_url(tmp_path, database_url):
+def empty_database_url(fresh_database) -> str:
     """A database nobody has migrated yet, on the same backend as the suite."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    base = normalise_database_url(database_url)
-    name = f"ingest_migr_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    return fresh_database()
 
 
 def _app(url):

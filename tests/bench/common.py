@@ -9,7 +9,6 @@ import resource
 import subprocess
 import sys
 import time
-import uuid
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -20,46 +19,6 @@ from tests.e2e.server import ROOT, LiveServer
 RESULTS_DIR = ROOT / "bench-results"
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-# --- databases -------------------------------------------------------------------------------
-
-
-def _libpq_url(url: str) -> str:
-    return url.replace("postgresql+psycopg2://", "postgresql://").replace(
-        "postgres://", "postgresql://"
-    )
-
-
-def pg_connect(url: str):
-    import psycopg2
-
-    return psycopg2.connect(_libpq_url(url))
-
-
-def create_pg_database(server_url: str, prefix: str = "ingest_bench") -> str:
-    """A new, empty database on the server of ``server_url``; returns its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    base = _libpq_url(server_url).rsplit("/", 1)[0]
-    conn = pg_connect(base + "/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"{base}/{name}"
-
-
-def drop_pg_database(url: str) -> None:
-    base, name = _libpq_url(url).rsplit("/", 1)
-    conn = pg_connect(base + "/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
-
-
-def is_postgres(url: str | None) -> bool:
-    return bool(url) and url.split(":", 1)[0].startswith("postgres")
 
 
 # --- the server ------------------------------------------------------------------------------

@@ -41,10 +41,7 @@ from tests.bench.common import (
     BENCH_DIR,
     ROOT,
     cpu_seconds,
-    create_pg_database,
-    drop_pg_database,
     environment,
-    is_postgres,
     markdown_table,
     percentile,
     raise_open_files_limit,
@@ -52,6 +49,7 @@ from tests.bench.common import (
     write_results,
 )
 from tests.bench.data import EventFactory
+from tests.databases import drop_database, is_postgres, new_database
 
 WRK_INSTALL = "wrk is missing: apt-get install -y wrk (Debian/Ubuntu package 'wrk')"
 
@@ -109,13 +107,6 @@ def wrk_summary(result: dict, per_request: int = 1) -> dict:
 
 
 # --- the server ------------------------------------------------------------------------------
-
-
-def fresh_database(tmp: Path) -> str:
-    base = os.environ.get("DATABASE_URL")
-    if is_postgres(base):
-        return create_pg_database(base)
-    return f"sqlite:///{tmp / 'bench.db'}"
 
 
 ECHO_PATH = "/api/v1/bench/echo"
@@ -565,7 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     raise_open_files_limit()
 
-    database_url = fresh_database(Path(tempfile.mkdtemp(prefix="ingest-bench-")))
+    database_url = new_database(
+        Path(tempfile.mkdtemp(prefix="ingest-bench-")), prefix="ingest_bench"
+    )
     db_name = "postgresql" if is_postgres(database_url) else "sqlite"
     label = f"{db_name}-{args.mode}" + ("-quick" if quick else "")
     factory = EventFactory(seed=2)
@@ -641,8 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-        if is_postgres(database_url):
-            drop_pg_database(database_url)
+        drop_database(database_url)
 
     report(results)
     path = write_results(f"ingest-{label}.json", results)

@@ -27,17 +27,15 @@ from tests.bench.common import (
     DEFAULT_PG_URL,
     ROOT,
     BenchServer,
-    create_pg_database,
-    drop_pg_database,
     environment,
-    is_postgres,
     markdown_table,
     percentile,
-    pg_connect,
     start_server,
     write_results,
 )
 from tests.bench.data import MATCH_WORD, NO_MATCH_WORD, TYPES, EventFactory, type_share
+from tests.databases import connect as pg_connect
+from tests.databases import create_postgres_database, drop_database, is_postgres
 
 MAIN_TENANT = "bench-main"
 RARE_TYPE = TYPES[-1]
@@ -318,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     env_url = os.environ.get("DATABASE_URL")
     server_url = env_url if is_postgres(env_url) else DEFAULT_PG_URL
     created = args.database is None
-    database_url = args.database or create_pg_database(server_url)
+    database_url = args.database or create_postgres_database(server_url, prefix="ingest_bench")
     print(f"database: {database_url}")
     server = None
     results: dict = {"environment": environment(), "database": database_url.rsplit("/", 1)[1]}
@@ -408,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         if created and not args.keep:
-            drop_pg_database(database_url)
+            drop_database(database_url)
         elif created:
             print(f"kept {database_url}; measure it again with --database {database_url}")
 

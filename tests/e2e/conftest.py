@@ -1,50 +1,71 @@
-import os
-import uuid
+"""Real servers, and the services end-to-end tests need: Redis and Debian's Chromium.
 
-import psycopg2
+Throwaway databases (``fresh_database``, ``postgres_database``) come from tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from .server import LiveServer, drop_database, fresh_database_url
+from tests.support import require
 
-# Tests that need PostgreSQL whatever database the rest of the suite uses.
-POSTGRES = os.environ.get("FAULT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+from .server import LiveServer
+from .services import redis_answers
 
-
-@pytest.fixture
-def postgres_database_factory():
-    """Make fresh PostgreSQL databases on the local server; they are dropped after."""
-    admin = psycopg2.connect(POSTGRES + "/postgres")
-    admin.autocommit = True
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"ingest_e2e_pg_{uuid.uuid4().hex[:10]}")
-        admin.cursor().execute(f'CREATE DATABASE "{made[-1]}"')
-        return f"{POSTGRES}/{made[-1]}"
-
-    yield make
-    for name in made:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 
 
-@pytest.fixture
-def postgres_database(postgres_database_factory) -> str:
-    return postgres_database_factory()
+def _install_chromium(config) -> str | None:
+    """apt-get install Debian's chromium (as root); None once it is there, else why not."""
+    if CHROMIUM.exists():
+        return None
+    if "CHROMIUM_PATH" in os.environ:
+        return f"CHROMIUM_PATH={CHROMIUM} does not exist"
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return f"{CHROMIUM} is missing; install it with `apt-get install -y chromium` as root"
+    # Playwright's own browser download is blocked here: Debian's package is the browser.
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"{CHROMIUM} is missing: apt-get install chromium (once)", bold=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    for command in (
+        ["apt-get", *lock, "update", "-qq"],
+        ["apt-get", *lock, "install", "-y", "-qq", "chromium"],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"`{' '.join(command)}` failed:\n{done.stdout}{done.stderr}"
+    return None if CHROMIUM.exists() else f"chromium installed, but {CHROMIUM} is missing"
 
 
-@pytest.fixture
-def fresh_database(tmp_path):
-    """Make fresh databases on the suite's backend; PostgreSQL ones are dropped after."""
-    made: list[str] = []
+@pytest.fixture(scope="session")
+def chromium(pytestconfig) -> Path:
+    """Debian's Chromium, installed on first use where the suite runs as root."""
+    require("Chromium", _install_chromium(pytestconfig))
+    return CHROMIUM
 
-    def make() -> str:
-        made.append(fresh_database_url(tmp_path))
-        return made[-1]
 
-    yield make
-    for url in made:
-        drop_database(url)
+@pytest.fixture(scope="session")
+def shared_redis_url() -> str:
+    """The Redis on 127.0.0.1:6379, which CI starts (.ci/run) and several nodes can share."""
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    host, port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    require("Redis", None if redis_answers(host, int(port)) else f"nothing answers PING at {url}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> str:
+    """redis-server, for tests that start (and stop) a Redis of their own."""
+    found = shutil.which("redis-server")
+    require("redis-server", None if found else "not installed (apt-get install redis-server)")
+    return found
 
 
 @pytest.fixture

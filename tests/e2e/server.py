@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import requests
@@ -21,37 +20,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def fresh_database_url(tmp_path: Path) -> str:
-    """A database no other run can see: a new SQLite file, or a new PostgreSQL database."""
-    base = os.environ.get("DATABASE_URL")
-    if not base or base.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / f'e2e-{uuid.uuid4().hex[:8]}.db'}"
-    import psycopg2
-
-    name = f"ingest_e2e_{uuid.uuid4().hex[:12]}"
-    admin_url = base.rsplit("/", 1)[0] + "/postgres"
-    conn = psycopg2.connect(admin_url.replace("postgresql+psycopg2://", "postgresql://"))
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return base.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(url: str) -> None:
-    """Drop a PostgreSQL database made by fresh_database_url (SQLite files go with tmp_path)."""
-    if not url.startswith(("postgresql", "postgres")):
-        return
-    import psycopg2
-
-    base, name = url.rsplit("/", 1)
-    conn = psycopg2.connect(base.replace("postgresql+psycopg2://", "postgresql://") + "/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
 
 
 class LiveServer:

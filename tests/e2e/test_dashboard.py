@@ -28,7 +28,6 @@ except ImportError:  # reported by the `browser` fixture, as a failure rather th
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -59,19 +58,13 @@ SERVER_AWAY_LOGGED = (
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium):
     if sync_playwright is None:
         pytest.fail("Playwright is not installed: `pip install -e '.[dev]'`.", pytrace=False)
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"Chromium not found at {CHROMIUM}: install it with `apt-get install -y chromium` "
-            "(Playwright's own browser download is blocked here), or set CHROMIUM_PATH.",
-            pytrace=False,
-        )
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
         )
         yield browser
         browser.close()

@@ -1,6 +1,7 @@
 """Dependencies going away: nothing acknowledged is lost, health says so, service recovers."""
 
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -23,7 +24,7 @@ def _health(server):
 
 
 @pytest.fixture
-def private_redis():
+def private_redis(redis_server_binary):
     redis = RedisProcess().start()
     yield redis
     redis.stop()
@@ -72,13 +73,12 @@ def test_redis_outage_loses_nothing_and_recovers(live_server_factory, private_re
 
 def test_database_outage_answers_503_and_recovers(live_server_factory, postgres_database):
     """Runs on PostgreSQL in every CI run: a proxy in front of it is cut and restored."""
-    name = postgres_database.rsplit("/", 1)[1]
-    proxy = TcpProxy("127.0.0.1", 5432).start()
+    target = urlsplit(postgres_database)
+    proxy = TcpProxy(target.hostname, target.port or 5432).start()
+    login = target.netloc.rpartition("@")[0]
+    through_proxy = target._replace(netloc=f"{login}@127.0.0.1:{proxy.port}").geturl()
     try:
-        server = live_server_factory(
-            database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}",
-            DB_POOL_TIMEOUT="2",
-        )
+        server = live_server_factory(database_url=through_proxy, DB_POOL_TIMEOUT="2")
         tenant = server.create_tenant("acme")
         key = tenant["api_key"]
         assert server.post_events(key, [{"type": "before", "id": "b"}]).status_code == 201

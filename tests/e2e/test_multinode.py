@@ -1,19 +1,8 @@
-"""Two server processes sharing a database and the Redis on 127.0.0.1:6379."""
+"""Two server processes sharing a database and a Redis (``shared_redis_url``)."""
 
 import uuid
 
-import pytest
-
-from .services import redis_answers
 from .test_realtime_e2e import Subscriber
-
-
-@pytest.fixture
-def shared_redis_url():
-    if not redis_answers():
-        # CI starts Redis before the suite (.ci/run), so there this never skips.
-        pytest.skip("no Redis answers on 127.0.0.1:6379")
-    return "redis://127.0.0.1:6379/0"
 
 
 def test_event_ingested_on_one_node_reaches_a_client_on_the_other(
