@@ -76,21 +76,6 @@ def _merge_pending(connection) -> int:
     )
 
 
-def index_queued_events() -> int:
-    """Move every queued event into event_search now; returns how many were taken.
-
-    An event deleted meanwhile (its tenant was) leaves the queue without a row here.
-    """
-    with _search_connection() as connection:
-        return _index_queued(connection) if connection is not None else 0
-
-
-def merge_search_index_pending_lists() -> int:
-    """Move pending entries into the trigram indexes now; pending pages merged."""
-    with _search_connection() as connection:
-        return _merge_pending(connection) if connection is not None else 0
-
-
 def update_search_index() -> None:
     """One round of the task, on one connection: queued events in, pending lists merged."""
     with _search_connection() as connection:
