@@ -1,5 +1,6 @@
 """Socket.IO with Flask-SocketIO's test client: auth, rooms, isolation, filters, replay."""
 
+import threading
 import time
 
 import pytest
@@ -25,6 +26,22 @@ def _received_until(socket_client, done, timeout=5.0):
             break
         time.sleep(0.01)
     return messages
+
+
+def _stored(client, tenant, event_id: str) -> dict:
+    """One stored event as the API lists it (and as Socket.IO pushes it)."""
+    events = client.get("/api/v1/events?limit=1000", headers=tenant["headers"]).get_json()["data"]
+    return next(event for event in events if event["id"] == event_id)
+
+
+def _live_events_until(socket_client, event_id: str) -> list[str]:
+    """Ids of the events received up to ``event_id``: once the replay is over, live events
+    come straight to the socket, or from its buffer a moment after replay_complete."""
+    messages = _received_until(
+        socket_client,
+        lambda ms: any(m["name"] == "event" and m["args"][0]["id"] == event_id for m in ms),
+    )
+    return [m["args"][0]["id"] for m in messages if m["name"] == "event"]
 
 
 def _token(client, tenant):
@@ -109,7 +126,7 @@ def test_replay_sends_missed_events_oldest_first_then_live(app, client, tenant):
     assert names == [("event", "e2"), ("event", "e3"), ("event", "e4"), ("replay_complete", None)]
     assert messages[-1]["args"][0] == {"count": 3, "truncated": False}
     post_events(client, tenant, {"type": "t", "id": "live"})
-    assert [e["id"] for e in _events(listener)] == ["live"]
+    assert _live_events_until(listener, "live") == ["live"]
 
 
 def test_replay_is_truncated_to_the_newest_window(make_app):
@@ -203,7 +220,7 @@ def test_replayed_event_whose_live_copy_comes_late_is_delivered_once(
     ]
     realtime.publish_events(tenant["id"], late)  # the live copy arrives after the replay
     post_events(client, tenant, {"type": "t", "id": "next"})
-    assert [e["id"] for e in _events(listener)] == ["next"]
+    assert _live_events_until(listener, "next") == ["next"]
 
 
 def test_a_failed_replay_disconnects_instead_of_buffering_forever(app, client, tenant, monkeypatch):
@@ -223,14 +240,34 @@ def test_a_failed_replay_disconnects_instead_of_buffering_forever(app, client, t
     assert not any(feed.replaying for feed in realtime.feeds._feeds.values())
 
 
-def test_replay_count_is_what_the_filter_let_through(app, client, tenant):
-    post_events(client, tenant, {"type": "seen", "id": "s"}, {"type": "a"}, {"type": "b"})
-    listener = _connect(app, client, api_key=tenant["api_key"])
-    listener.emit("subscribe", {"types": ["a"]}, callback=True)
-    listener.disconnect()
+def test_a_filter_set_before_the_replay_reads_applies_to_it_and_to_its_count(
+    app, client, tenant, monkeypatch
+):
+    from ingest import realtime
+
+    post_events(
+        client,
+        tenant,
+        {"type": "seen", "id": "s"},
+        {"type": "a", "id": "a1"},
+        {"type": "b", "id": "b1"},
+        {"type": "a", "id": "a2"},
+    )
+    # The replay starts in the background at connect; hold its read until the filter is
+    # in place, so that the subscribe below is known to come first.
+    subscribed, read_events = threading.Event(), realtime.events_to_replay
+
+    def read_after_subscribe(*args, **kwargs):
+        subscribed.wait(5)
+        return read_events(*args, **kwargs)
+
+    monkeypatch.setattr(realtime, "events_to_replay", read_after_subscribe)
     resumed = _connect(app, client, api_key=tenant["api_key"], last_event_id="s")
-    resumed.emit("subscribe", {"types": ["a"]}, callback=True)
+    assert resumed.emit("subscribe", {"types": ["a"]}, callback=True) == {"types": ["a"]}
+    subscribed.set()
     messages = _received_until(resumed, lambda ms: any(m["name"] == "replay_complete" for m in ms))
-    complete = next(m["args"][0] for m in messages if m["name"] == "replay_complete")
-    events = [m["args"][0]["type"] for m in messages if m["name"] == "event"]
-    assert complete["count"] == len(events)
+    assert [(m["name"], m["args"][0]) for m in messages] == [
+        ("event", _stored(client, tenant, "a1")),
+        ("event", _stored(client, tenant, "a2")),
+        ("replay_complete", {"count": 2, "truncated": False}),
+    ]
