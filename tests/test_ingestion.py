@@ -24,7 +24,8 @@ def gated_store(monkeypatch):
         return real_store(requests)
 
     monkeypatch.setattr(ingestion, "_store", store)
-    return release, first_started, groups
+    yield release, first_started, groups
+    release.set()  # a test that failed while holding the first commit lets it go
 
 
 def _post_in_threads(app, tenant, bodies):
@@ -41,10 +42,17 @@ def _post_in_threads(app, tenant, bodies):
     return threads, responses
 
 
-def _wait_until_queued(app, count):
-    deadline = time.monotonic() + 10
-    while len(app.extensions["group_commit"]._waiting) < count and time.monotonic() < deadline:
+def _wait_until(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
         time.sleep(0.01)
+
+
+def _wait_until_queued(app, count):
+    waiting = app.extensions["group_commit"]._waiting
+    _wait_until(lambda: len(waiting) >= count, f"{count} requests wait for the next commit")
 
 
 def test_requests_waiting_behind_a_commit_share_the_next_one(app, client, tenant, gated_store):
@@ -119,14 +127,22 @@ def test_many_concurrent_requests_all_commit(app, client, tenant):
     assert stats["total"] == 40
 
 
-def test_group_commit_can_be_turned_off(make_app):
+def test_with_group_commit_off_each_request_commits_alone_without_waiting(make_app, gated_store):
     from tests.support import create_tenant
 
+    release, first_started, groups = gated_store
     app = make_app(GROUP_COMMIT=False)
-    client = app.test_client()
-    tenant = create_tenant(client, "acme")
-    assert post_events(client, tenant, {"type": "a"}).status_code == 201
-    assert app.extensions["group_commit"].enabled is False
+    tenant = create_tenant(app.test_client(), "acme")
+    first, first_responses = _post_in_threads(app, tenant, [{"type": "first"}])
+    assert first_started.wait(10)
+    others, responses = _post_in_threads(app, tenant, [{"type": "t"}, {"type": "t"}])
+    # While the first commit is held, the others store their events, each on its own.
+    _wait_until(lambda: len(groups) == 3, "the other two requests store, one each")
+    release.set()
+    for thread in first + others:
+        thread.join(10)
+    assert groups == [1, 1, 1]
+    assert [r.status_code for r in first_responses + responses] == [201, 201, 201]
 
 
 def test_waiting_requests_hold_no_database_connection(make_app, gated_store):
@@ -142,7 +158,7 @@ def test_waiting_requests_hold_no_database_connection(make_app, gated_store):
     leader, leader_responses = _post_in_threads(app, tenant, [{"type": "first"}])
     assert first_started.wait(10)
     followers, responses = _post_in_threads(app, tenant, [{"type": "t"}, {"type": "t"}])
-    _wait_until_queued(app, 2)  # gives up after 10 s; the pool's timeout is 1 s
+    _wait_until_queued(app, 2)
     release.set()
     for thread in leader + followers:
         thread.join(10)
