@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support import require
+
 from .server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,13 +89,8 @@ def _command(text: str) -> list[str]:
 
 
 def _needs_root() -> None:
-    reason = "needs root to run the start command as the image's user"
-    if os.geteuid() == 0:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true, so this test must run")
-    print(f"skipping: {reason} (CI runs it as root)")
-    pytest.skip(reason)
+    reason = "needs root to run the start command as the image's user (CI runs it as root)"
+    require("root", None if os.geteuid() == 0 else reason)
 
 
 class Container:
