@@ -12,11 +12,17 @@ with the reason, except in CI (CI=true), where it fails: there, nothing may skip
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 
 import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
+
+# The app reads its settings before a test's overrides apply: without an ADMIN_TOKEN it
+# would generate one and keep it in the repository's instance folder. Tests keep theirs
+# in a folder of their own (e2e servers and tests that need DATA_DIR set their own).
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="ingest-tests-"))
 
 from ingest import create_app
 from ingest.config import normalise_database_url
