@@ -233,6 +233,11 @@ def _read_json_batch(max_events: int, max_item_bytes: int) -> list:
 def read_batch_items(max_events: int, max_item_bytes: int) -> list:
     """The raw items of a batch, from ``{"events": [...]}`` or an NDJSON body."""
     _refuse_encoded_body()
+    if _media_type() not in NDJSON_TYPES | {"application/json"}:
+        raise UnsupportedMediaType(
+            "Send a batch as JSON ('Content-Type: application/json') or as NDJSON "
+            f"(one of {', '.join(sorted(NDJSON_TYPES))})."
+        )
     if _media_type() in NDJSON_TYPES:
         items = _read_ndjson(max_events, max_item_bytes)
     else:

@@ -313,3 +313,13 @@ def test_a_timeseries_starting_after_now_is_400(client, tenant):
 
 def test_a_doubled_slash_is_a_json_404_not_an_html_redirect(client, tenant):
     _error(client.get("/api/v1/events//stats", headers=tenant["headers"]), 404, "not_found")
+
+
+def test_a_batch_of_another_media_type_is_told_both_accepted_forms(client, tenant):
+    response = client.post(
+        "/api/v1/events/batch",
+        data='{"type": "a"}\n',
+        headers={**tenant["headers"], "Content-Type": "text/plain"},
+    )
+    message = _error(response, 415, "unsupported_media_type")["message"]
+    assert "application/json" in message and "application/x-ndjson" in message
