@@ -57,28 +57,22 @@ def serve() -> None:
 
 
 def _serve_eventlet(host: str, port: int) -> None:
-    """What socketio.run does under eventlet, plus TCP_NODELAY and small connection buffers.
+    """What socketio.run does under eventlet, plus TCP_NODELAY and ingest.serving's protocol.
 
     Without TCP_NODELAY, a keep-alive response larger than eventlet's write buffer waits
     ~40 ms for the client's delayed ACK (Nagle).
-
-    eventlet gives every connection an 8 KiB read and a 16 KiB write buffer for as long
-    as it is open, and a Socket.IO connection stays open for hours after its one HTTP
-    request. 2 KiB each took idle connections from ~49 to ~38 KiB of RSS in `make bench`
-    without changing throughput: bodies and responses larger than a buffer bypass it.
     """
     import socket
 
     import eventlet.green.socket
     import eventlet.wsgi
 
-    class SmallBuffersProtocol(eventlet.wsgi.HttpProtocol):
-        rbufsize = wbufsize = 2048
+    from ingest import serving
 
     family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
     listener = eventlet.listen(address, family)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    eventlet.wsgi.server(listener, app, log_output=False, protocol=SmallBuffersProtocol)
+    eventlet.wsgi.server(listener, app, log_output=False, protocol=serving.protocol())
 
 
 if __name__ == "__main__":

@@ -67,6 +67,23 @@ def _media_type() -> str:
     return (request.mimetype or "").lower()
 
 
+def read_body() -> bytes:
+    """The whole request body, sent with a Content-Length or chunked; 413 past the limit.
+
+    Werkzeug refuses a Content-Length over MAX_CONTENT_LENGTH before reading anything,
+    but a chunked body it silently cuts at the limit: one byte more from the server's
+    own stream says whether the body went on.
+    """
+    body = request.get_data(cache=True)
+    limit = request.max_content_length
+    cut = request.content_length is None and len(body) >= limit
+    if cut and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(
+            f"The request body is larger than the server accepts ({limit} bytes)."
+        )
+    return body
+
+
 def _refuse_encoded_body() -> None:
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding != "identity":
@@ -80,7 +97,7 @@ def read_json_object(max_bytes: int | None = None) -> dict:
     _refuse_encoded_body()
     if _media_type() != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
-    data = request.get_data(cache=True)
+    data = read_body()
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(f"An event is at most {max_bytes} bytes of JSON.")
     try:
@@ -204,7 +221,7 @@ def _read_large_json_batch(text: str, max_events: int, max_item_bytes: int) -> l
 
 
 def _read_json_batch(max_events: int, max_item_bytes: int) -> list:
-    data = request.get_data(cache=True)
+    data = read_body()
     if len(data) > max_item_bytes:
         if _media_type() != "application/json":
             raise UnsupportedMediaType(
