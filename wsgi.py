@@ -72,7 +72,7 @@ def _serve_eventlet(host: str, port: int) -> None:
     family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
     listener = eventlet.listen(address, family)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    eventlet.wsgi.server(listener, app, log_output=False, protocol=serving.protocol())
+    eventlet.wsgi.server(listener, app, log_output=False, protocol=serving.protocol(app.config))
 
 
 if __name__ == "__main__":

@@ -202,6 +202,12 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "CORS_ORIGINS": [o.strip() for o in (env.get("CORS_ORIGINS") or "*").split(",")],
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        # Slow clients (ingest.serving, eventlet only): a request's line and headers, and
+        # each wait for more of its body.
+        "REQUEST_HEADER_TIMEOUT_SECONDS": _int(
+            env, "REQUEST_HEADER_TIMEOUT_SECONDS", 15, minimum=1
+        ),
+        "REQUEST_BODY_TIMEOUT_SECONDS": _int(env, "REQUEST_BODY_TIMEOUT_SECONDS", 60, minimum=1),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 5 * 1024 * 1024, minimum=1024),
         "MAX_BATCH_EVENTS": _int(env, "MAX_BATCH_EVENTS", 1000, minimum=1),
         "MAX_METADATA_BYTES": _int(env, "MAX_METADATA_BYTES", 64 * 1024, minimum=2),

@@ -1,5 +1,17 @@
 """The eventlet HTTP server's connections: buffer sizes, timeouts, chunked request bodies.
 
+Timeouts: a connection has REQUEST_HEADER_TIMEOUT_SECONDS to send a request's line and
+headers, counted from when it opens or its previous response went out (so an idle
+keep-alive connection closes after as long). A body then has no deadline as a whole,
+so a slow upload of a big one goes on for as long as it keeps moving, but each read of
+it may wait at most REQUEST_BODY_TIMEOUT_SECONDS. Once its request has been read, a
+connection has no timeout of its own: Socket.IO long-polling and WebSocket connections
+live as long as Engine.IO's pings say they should.
+
+eventlet.wsgi.server's own ``keepalive=<seconds>`` would only bound each wait for the
+request line (a client sending one byte at a time never trips it), and its
+``socket_timeout`` every socket operation of the connection, WebSockets included.
+
 wsgi.py imports this only when it serves under eventlet.
 """
 
@@ -40,10 +52,27 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
     """
 
     rbufsize = wbufsize = 2048
+    header_timeout: float = 15.0
+    body_timeout: float = 60.0
+
+    def handle_one_request(self):
+        self._head_deadline = deadline = eventlet.Timeout(self.header_timeout)
+        try:
+            super().handle_one_request()
+        except eventlet.Timeout as error:
+            if error is not deadline:
+                raise
+            self.close_connection = 1
+        finally:
+            deadline.cancel()
 
     def get_environ(self):
+        # Called once the request line and headers are in, before the application runs.
+        self._head_deadline.cancel()
         environ = super().get_environ()
         body = environ["eventlet.input"]
+        has_body = body.chunked_input or body.content_length
+        self.connection.settimeout(self.body_timeout if has_body else None)
         if body.chunked_input:
             # eventlet ends a chunked body itself, but does not say so: without this,
             # Werkzeug reads a body that has no Content-Length as empty.
@@ -53,6 +82,13 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
         return environ
 
 
-def protocol() -> type[HttpProtocol]:
-    """The protocol class for eventlet.wsgi.server."""
-    return HttpProtocol
+def protocol(config) -> type[HttpProtocol]:
+    """The protocol class for eventlet.wsgi.server, with the timeouts ``config`` sets."""
+    return type(
+        "ConfiguredHttpProtocol",
+        (HttpProtocol,),
+        {
+            "header_timeout": config["REQUEST_HEADER_TIMEOUT_SECONDS"],
+            "body_timeout": config["REQUEST_BODY_TIMEOUT_SECONDS"],
+        },
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
+import socketio
 
 
 def _chunked_request(server, path: str, body_parts: list[bytes], **headers: str) -> bytes:
@@ -155,3 +158,110 @@ def test_a_chunked_body_that_never_ends_is_refused_without_reading_it_all(live_s
         sender.join(30)
     assert (status, body["error"]["code"]) == (413, "payload_too_large")
     assert stopped_by and sent[0] < endless // 10, f"the server read {sent[0]} bytes"
+
+
+def _open_for_when_closed(sock: socket.socket, since: float, limit: float) -> float:
+    """Seconds from ``since`` until the server closed ``sock`` (inf: not in ``limit``)."""
+    sock.settimeout(limit)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return float("inf")
+    return time.monotonic() - since
+
+
+def test_slow_and_idle_connections_time_out_but_established_sockets_stay(live_server_factory):
+    """REQUEST_HEADER_TIMEOUT_SECONDS=2: every unfinished request head is closed in time, and
+    so is an idle keep-alive connection and a stalled body; a slow upload that keeps
+    moving completes, and Socket.IO clients connected before (WebSocket and long
+    polling) keep receiving events long after."""
+    timeout = 2
+    server = live_server_factory(
+        mode="eventlet",
+        REQUEST_HEADER_TIMEOUT_SECONDS=str(timeout),
+        REQUEST_BODY_TIMEOUT_SECONDS=str(timeout),
+    )
+    key = server.create_tenant("acme")["api_key"]
+    websocket = socketio.Client(reconnection=False)
+    polling = socketio.Client(reconnection=False)
+    received = {"websocket": [], "polling": []}
+    websocket.on("event", received["websocket"].append)
+    polling.on("event", received["polling"].append)
+    websocket.connect(server.url, auth={"api_key": key}, transports=["websocket"], wait_timeout=10)
+    polling.connect(server.url, auth={"api_key": key}, transports=["polling"], wait_timeout=10)
+
+    since: dict[socket.socket, float] = {}
+
+    def opened(first_bytes: bytes) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        since[sock] = time.monotonic()
+        sock.sendall(first_bytes)
+        return sock
+
+    slow = {
+        "silent": opened(b""),
+        "half a request line": opened(b"GET /hea"),
+        "half the headers": opened(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Half"),
+        "a stalled body": opened(
+            b"POST /api/v1/events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\nX-API-Key: " + key.encode() + b'\r\n\r\n{"type"'
+        ),
+    }
+    idle = opened(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert _read_response(idle).startswith(b"HTTP/1.1 200")
+    since[idle] = time.monotonic()
+    slow["an idle keep-alive connection"] = idle
+
+    # One header byte every half second: each wait is short, the head never ends.
+    trickled = opened(b"GET /health HTTP/1.1\r\n")
+    stop_trickling = threading.Event()
+
+    def trickle():
+        with contextlib.suppress(OSError):
+            while not stop_trickling.wait(0.5):
+                trickled.sendall(b"X")
+
+    threading.Thread(target=trickle, daemon=True).start()
+    slow["one header byte at a time"] = trickled
+
+    # A body sent a few bytes every half second for three timeouts' time completes.
+    upload_body = json.dumps({"type": "slow.upload", "id": "slow"}).encode()
+    upload = opened(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nX-API-Key: %s\r\n\r\n" % (len(upload_body), key.encode())
+    )
+    step = -(-len(upload_body) // (3 * timeout * 2))
+
+    def send_slowly():
+        for start in range(0, len(upload_body), step):
+            time.sleep(0.5)
+            upload.sendall(upload_body[start : start + step])
+
+    uploader = threading.Thread(target=send_slowly, daemon=True)
+    uploader.start()
+
+    closed_after = {
+        what: _open_for_when_closed(sock, since[sock], 3 * timeout) for what, sock in slow.items()
+    }
+    stop_trickling.set()
+    assert all(seconds <= timeout + 1 for seconds in closed_after.values()), closed_after
+    uploader.join(30)
+    upload.settimeout(10)
+    assert _read_response(upload).startswith(b"HTTP/1.1 201"), "the slow upload was cut off"
+
+    time.sleep(timeout)  # the Socket.IO clients are now 2-4 timeouts old
+    assert server.post_events(key, [{"type": "late", "id": "late"}]).status_code == 201
+    deadline = time.monotonic() + 10
+    while len(received["websocket"]) + len(received["polling"]) < 4:
+        assert time.monotonic() < deadline, received
+        time.sleep(0.05)
+    assert [e["id"] for e in received["websocket"]] == ["slow", "late"]
+    assert [e["id"] for e in received["polling"]] == ["slow", "late"]
+    assert websocket.connected and polling.connected
+    websocket.disconnect()
+    polling.disconnect()
+    for sock in [*slow.values(), upload]:
+        sock.close()
