@@ -46,10 +46,6 @@ def create_app(test_config: Mapping | None = None) -> Flask:
     _ensure_instance_folder(app)
     _compact_json_columns(app)
 
-    if app.config["TRUSTED_PROXIES"]:
-        n = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-
     middleware.init_app(app)
     db.init_app(app)
     _tune_sqlite(app)
@@ -73,6 +69,11 @@ def create_app(test_config: Mapping | None = None) -> Flask:
         cors_allowed_origins=app.config["CORS_ORIGINS"],
     )
     fanout.install(socketio.server)
+    # Outermost, so that Socket.IO (which init_app wrapped around the app) sees the
+    # client's address too, not the proxy's.
+    if app.config["TRUSTED_PROXIES"]:
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.extensions["credential_cache"] = CredentialCache(ttl=app.config["CREDENTIAL_CACHE_SECONDS"])
     app.extensions["group_commit"] = GroupCommitter(
         max_events=app.config["GROUP_COMMIT_MAX_EVENTS"], enabled=app.config["GROUP_COMMIT"]

@@ -265,3 +265,29 @@ def test_slow_and_idle_connections_time_out_but_established_sockets_stay(live_se
     polling.disconnect()
     for sock in [*slow.values(), upload]:
         sock.close()
+
+
+def _socket_refusal(server, auth: dict, forwarded_for: str) -> str:
+    """The reason a Socket.IO connect from behind the proxy is refused for."""
+    client = socketio.Client(reconnection=False)
+    errors = []
+    client.on("connect_error", errors.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(
+            server.url,
+            auth=auth,
+            headers={"X-Forwarded-For": forwarded_for},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+    return errors[0]["message"].split(":", 1)[0]
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_socket_logins_behind_a_proxy_are_counted_per_client(live_server_factory, mode):
+    """TRUSTED_PROXIES=1: one client's failed socket logins lock out that client only."""
+    server = live_server_factory(mode=mode, TRUSTED_PROXIES="1", RATELIMIT_AUTH_FAILURES="2/minute")
+    bad = {"api_key": "ik_wrong"}
+    attempts = [_socket_refusal(server, bad, "203.0.113.7") for _ in range(3)]
+    assert attempts == ["authentication_failed", "authentication_failed", "rate_limited"]
+    assert _socket_refusal(server, bad, "198.51.100.9") == "authentication_failed"
