@@ -169,8 +169,10 @@ def _auth_failure_limit():
     return parse_rate_limit(current_app.config["AUTH_FAILURE_RATE_LIMIT"])
 
 
-def _client_address() -> str:
-    return request.remote_addr or "unknown"
+def _failure_keys() -> tuple[str, str, str]:
+    # Prefixed like every other limit: deployments sharing a Redis keep their own counts.
+    prefix = current_app.config["RATELIMIT_KEY_PREFIX"]
+    return prefix, "auth-failures", request.remote_addr or "unknown"
 
 
 def _limits_enabled() -> bool:
@@ -181,7 +183,7 @@ def _limits_enabled() -> bool:
 def count_failed_attempt() -> None:
     """Count a failed authentication against the caller's address (HTTP or Socket.IO)."""
     if _limits_enabled():
-        extensions.limiter.limiter.hit(_auth_failure_limit(), "auth-failures", _client_address())
+        extensions.limiter.limiter.hit(_auth_failure_limit(), *_failure_keys())
 
 
 def _refuse(message: str):
@@ -194,10 +196,9 @@ def ensure_not_locked_out() -> None:
     if not _limits_enabled():
         return
     limit = _auth_failure_limit()
-    if not extensions.limiter.limiter.test(limit, "auth-failures", _client_address()):
-        reset_at, _ = extensions.limiter.limiter.get_window_stats(
-            limit, "auth-failures", _client_address()
-        )
+    keys = _failure_keys()
+    if not extensions.limiter.limiter.test(limit, *keys):
+        reset_at, _ = extensions.limiter.limiter.get_window_stats(limit, *keys)
         retry_after = max(1, int(reset_at - time.time()))
         raise RateLimited(
             "Too many failed authentication attempts from this address.",

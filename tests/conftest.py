@@ -16,6 +16,7 @@ import tempfile
 import uuid
 
 import pytest
+import redis
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -141,6 +142,18 @@ def make_app(database_url, suite_databases):
                 connection.execute(text("DELETE FROM event_search_pending"))
                 connection.execute(text("DELETE FROM tenants"))
             db.engine.dispose()
+
+
+@pytest.fixture
+def shared_redis_url() -> str:
+    """The Redis every node of a deployment (and every deployment here) shares."""
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        # CI starts Redis before the suite (.ci/run), so there this never skips.
+        pytest.skip(f"no Redis answers at {url}")
+    return url
 
 
 @pytest.fixture

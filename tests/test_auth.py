@@ -146,3 +146,13 @@ def test_token_lives_at_least_as_long_as_announced(client, tenant):
     body = _token(client, tenant).get_json()
     claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"], audience="ingest:tenant")
     assert claims["exp"] >= before + body["expires_in"]
+
+
+def test_deployments_sharing_a_redis_count_failed_attempts_apart(make_app, shared_redis_url):
+    """Each app here has its own RATELIMIT_KEY_PREFIX (conftest), as two deployments would."""
+    settings = {"RATELIMIT_STORAGE_URI": shared_redis_url, "AUTH_FAILURE_RATE_LIMIT": "2/minute"}
+    first, second = make_app(**settings).test_client(), make_app(**settings).test_client()
+    bad = {"X-API-Key": "ik_bad"}
+    statuses = [first.get("/api/v1/events", headers=bad).status_code for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    assert second.get("/api/v1/events", headers=bad).status_code == 401
