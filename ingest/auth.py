@@ -186,11 +186,6 @@ def count_failed_attempt() -> None:
         extensions.limiter.limiter.hit(_auth_failure_limit(), *_failure_keys())
 
 
-def _refuse(message: str):
-    count_failed_attempt()
-    raise AuthenticationFailed(message)
-
-
 def ensure_not_locked_out() -> None:
     """RateLimited if the caller's address has failed authentication too often."""
     if not _limits_enabled():
@@ -206,18 +201,34 @@ def ensure_not_locked_out() -> None:
         )
 
 
+def verify_credentials(api_key: str | None, bearer: str | None, missing: str) -> Principal:
+    """The principal these credentials name, for HTTP and Socket.IO alike.
+
+    Only failures are limited: valid credentials pass even from an address that is
+    locked out, and a failure from one is RateLimited (and not counted again);
+    otherwise it is counted and AuthenticationFailed, with ``missing`` as the message
+    when no credentials came at all.
+    """
+    principal = resolve_credentials(api_key, bearer) if api_key or bearer else None
+    if principal is not None:
+        return principal
+    ensure_not_locked_out()
+    count_failed_attempt()
+    if not api_key and not bearer:
+        raise AuthenticationFailed(missing)
+    raise AuthenticationFailed("Invalid, expired or revoked credentials.")
+
+
 def authenticate() -> Principal:
     """The principal of the current request, or AuthenticationFailed. Cached on ``g``."""
     if "principal" in g:
         return g.principal
-    ensure_not_locked_out()
     api_key = request.headers.get("X-API-Key")
-    bearer = None if api_key else _bearer_token()
-    if not api_key and not bearer:
-        _refuse("Send an API key in X-API-Key or a token in 'Authorization: Bearer'.")
-    principal = resolve_credentials(api_key, bearer)
-    if principal is None:
-        _refuse("Invalid, expired or revoked credentials.")
+    principal = verify_credentials(
+        api_key,
+        None if api_key else _bearer_token(),
+        missing="Send an API key in X-API-Key or a token in 'Authorization: Bearer'.",
+    )
     g.principal = principal
     g.tenant_id = principal.tenant_id
     return principal

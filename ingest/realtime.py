@@ -20,8 +20,8 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError
 from sqlalchemy import select
 
-from .auth import count_failed_attempt, ensure_not_locked_out, resolve_credentials
-from .errors import RateLimited
+from .auth import verify_credentials
+from .errors import AuthenticationFailed, RateLimited
 from .extensions import db, socketio
 from .fanout import Fanout, deliver
 from .models import Event
@@ -343,21 +343,11 @@ def _credentials(auth) -> tuple[str | None, str | None, str | None]:
 def _authenticate(api_key: str | None, token: str | None):
     """The connecting tenant's principal, or ConnectionRefusedError saying why."""
     try:
-        ensure_not_locked_out()
-    except RateLimited as error:
-        raise ConnectionRefusedError(f"rate_limited: {error.message}") from None
-    if not api_key and not token:
-        count_failed_attempt()
-        raise ConnectionRefusedError(
-            "authentication_failed: send auth={'api_key': ...} or auth={'token': ...}"
+        return verify_credentials(
+            api_key, token, missing="send auth={'api_key': ...} or auth={'token': ...}"
         )
-    principal = resolve_credentials(api_key, token)
-    if principal is None:
-        count_failed_attempt()
-        raise ConnectionRefusedError(
-            "authentication_failed: invalid, expired or revoked credentials"
-        )
-    return principal
+    except (AuthenticationFailed, RateLimited) as error:
+        raise ConnectionRefusedError(f"{error.code}: {error.message}") from None
 
 
 @socketio.on("connect")

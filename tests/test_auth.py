@@ -101,19 +101,32 @@ def test_almost_right_admin_token_is_refused(client):
 def test_failed_attempts_are_limited_per_address(make_app):
     app = make_app(AUTH_FAILURE_RATE_LIMIT="3/minute")
     client = app.test_client()
-    tenant = create_tenant(client, "acme")
     statuses = [
         client.get("/api/v1/events", headers={"X-API-Key": "ik_bad"}).status_code for _ in range(4)
     ]
     assert statuses == [401, 401, 401, 429]
-    locked = client.get("/api/v1/events", headers=tenant["headers"])
+    locked = client.get("/api/v1/events", headers={"Authorization": "Bearer not-a-token"})
     assert locked.status_code == 429
     assert locked.get_json()["error"]["code"] == "rate_limited"
     assert int(locked.headers["Retry-After"]) >= 1
     other_address = client.get(
-        "/api/v1/events", headers=tenant["headers"], environ_base={"REMOTE_ADDR": "10.9.9.9"}
+        "/api/v1/events", headers={"X-API-Key": "ik_bad"}, environ_base={"REMOTE_ADDR": "10.9.9.9"}
     )
-    assert other_address.status_code == 200
+    assert other_address.status_code == 401
+
+
+def test_a_locked_out_address_still_gets_in_with_valid_credentials(make_app):
+    """Only failures are limited: a client that mistyped a key can still use the right one."""
+    app = make_app(AUTH_FAILURE_RATE_LIMIT="2/minute")
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    for _ in range(3):
+        client.get("/api/v1/events", headers={"X-API-Key": "ik_bad"})
+    assert client.get("/api/v1/events", headers={"X-API-Key": "ik_bad"}).status_code == 429
+    assert client.get("/api/v1/events", headers=tenant["headers"]).status_code == 200
+    admin = client.get("/api/v1/tenants", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert admin.status_code == 200
+    assert client.get("/api/v1/events", headers={"X-API-Key": "ik_bad"}).status_code == 429
 
 
 def test_verified_keys_are_cached_without_the_key(app, client, tenant):
