@@ -67,10 +67,14 @@ def create_app(test_config: Mapping | None = None) -> Flask:
             app.config["SOCKETIO_MESSAGE_QUEUE"], app.config["SOCKETIO_CHANNEL"]
         ),
         cors_allowed_origins=app.config["CORS_ORIGINS"],
+        # Credentials travel in the auth payload, never in cookies: no origin needs them.
+        cors_credentials=False,
     )
     fanout.install(socketio.server)
-    # Outermost, so that Socket.IO (which init_app wrapped around the app) sees the
-    # client's address too, not the proxy's.
+    # Outside the Socket.IO middleware that init_app wrapped around the app, so that
+    # its answers get the headers too, and ProxyFix outermost: Socket.IO and the
+    # headers' https check see the client's address and scheme, not the proxy's.
+    app.wsgi_app = middleware.SecurityHeaders(app.wsgi_app)
     if app.config["TRUSTED_PROXIES"]:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)

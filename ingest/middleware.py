@@ -24,13 +24,6 @@ def _start_request() -> None:
 
 def _finish_request(response):
     response.headers["X-Request-ID"] = g.get("request_id", "")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
     if access_log.isEnabledFor(logging.INFO):
         _log_access(response.status_code)
     return response
@@ -58,3 +51,39 @@ def _log_access(status: int) -> None:
 def init_app(app: Flask) -> None:
     app.before_request(_start_request)
     app.after_request(_finish_request)
+
+
+_SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+]
+_HSTS = ("Strict-Transport-Security", "max-age=31536000")
+# Answers that are about one caller (and may carry its data): never kept by a cache.
+_NO_STORE = ("Cache-Control", "no-store")
+_NO_STORE_PATHS = ("/api/", "/socket.io/")
+
+
+class SecurityHeaders:
+    """WSGI layer that adds the security headers to every response the app has not set.
+
+    It wraps the Socket.IO middleware too (create_app puts it outside), so Engine.IO's
+    own answers, such as the long-polling handshake, carry them like the API's.
+    """
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        extra = list(_SECURITY_HEADERS)
+        if environ.get("wsgi.url_scheme") == "https":
+            extra.append(_HSTS)
+        if environ.get("PATH_INFO", "").startswith(_NO_STORE_PATHS):
+            extra.append(_NO_STORE)
+
+        def start_with_headers(status, headers, exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            headers.extend(h for h in extra if h[0].lower() not in present)
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, start_with_headers)

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import requests
 import socketio
 
 
@@ -295,3 +296,22 @@ def test_socket_logins_behind_a_proxy_are_counted_per_client(live_server_factory
     attempts = [_socket_refusal(server, bad, "203.0.113.7") for _ in range(3)]
     assert attempts == ["authentication_failed", "authentication_failed", "rate_limited"]
     assert _socket_refusal(server, bad, "198.51.100.9") == "authentication_failed"
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_the_socketio_handshake_allows_no_credentials_and_sends_the_security_headers(
+    live_server_factory, mode
+):
+    server = live_server_factory(mode=mode)
+    response = requests.get(
+        server.url + "/socket.io/?EIO=4&transport=polling",
+        headers={"Origin": "https://anywhere.example"},
+        timeout=10,
+    )
+    assert response.status_code == 200 and response.text.startswith("0{")
+    assert response.headers["Access-Control-Allow-Origin"] == "https://anywhere.example"
+    assert "Access-Control-Allow-Credentials" not in response.headers
+    api = requests.get(server.url + "/api/v1/health", timeout=10)
+    for name in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
+        assert response.headers.get(name) == api.headers[name], name
+    assert response.headers["Cache-Control"] == api.headers["Cache-Control"] == "no-store"
