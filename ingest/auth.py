@@ -201,13 +201,15 @@ def ensure_not_locked_out() -> None:
         )
 
 
-def verify_credentials(api_key: str | None, bearer: str | None, missing: str) -> Principal:
+def verify_credentials(
+    api_key: str | None, bearer: str | None, missing: str, misplaced_key: str
+) -> Principal:
     """The principal these credentials name, for HTTP and Socket.IO alike.
 
     Only failures are limited: valid credentials pass even from an address that is
     locked out, and a failure from one is RateLimited (and not counted again);
     otherwise it is counted and AuthenticationFailed, with ``missing`` as the message
-    when no credentials came at all.
+    when no credentials came at all and ``misplaced_key`` when an API key came as a token.
     """
     principal = resolve_credentials(api_key, bearer) if api_key or bearer else None
     if principal is not None:
@@ -216,6 +218,8 @@ def verify_credentials(api_key: str | None, bearer: str | None, missing: str) ->
     count_failed_attempt()
     if not api_key and not bearer:
         raise AuthenticationFailed(missing)
+    if bearer and bearer.startswith(API_KEY_PREFIX):
+        raise AuthenticationFailed(misplaced_key)
     raise AuthenticationFailed("Invalid, expired or revoked credentials.")
 
 
@@ -228,6 +232,8 @@ def authenticate() -> Principal:
         api_key,
         None if api_key else _bearer_token(),
         missing="Send an API key in X-API-Key or a token in 'Authorization: Bearer'.",
+        misplaced_key="That is an API key: send it in the X-API-Key header. "
+        "'Authorization: Bearer' takes the admin token or a tenant JWT.",
     )
     g.principal = principal
     g.tenant_id = principal.tenant_id

@@ -344,7 +344,10 @@ def _authenticate(api_key: str | None, token: str | None):
     """The connecting tenant's principal, or ConnectionRefusedError saying why."""
     try:
         return verify_credentials(
-            api_key, token, missing="send auth={'api_key': ...} or auth={'token': ...}"
+            api_key,
+            token,
+            missing="send auth={'api_key': ...} or auth={'token': ...}",
+            misplaced_key="that is an API key: send it as auth={'api_key': ...}",
         )
     except (AuthenticationFailed, RateLimited) as error:
         raise ConnectionRefusedError(f"{error.code}: {error.message}") from None

@@ -169,3 +169,11 @@ def test_deployments_sharing_a_redis_count_failed_attempts_apart(make_app, share
     statuses = [first.get("/api/v1/events", headers=bad).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
     assert second.get("/api/v1/events", headers=bad).status_code == 401
+
+
+def test_an_api_key_sent_as_a_bearer_token_is_told_where_it_goes(client, tenant):
+    response = client.get("/api/v1/events", headers=_bearer(tenant["api_key"]))
+    assert response.status_code == 401
+    error = response.get_json()["error"]
+    assert error["code"] == "authentication_failed"
+    assert "X-API-Key" in error["message"]
