@@ -19,6 +19,7 @@ from limits import parse as parse_rate_limit
 from . import extensions
 from .errors import AuthenticationFailed, Forbidden, RateLimited
 from .models import Tenant
+from .ratelimits import retry_after
 
 API_KEY_PREFIX = "ik_"
 _JWT_ALGORITHM = "HS256"
@@ -194,10 +195,9 @@ def ensure_not_locked_out() -> None:
     keys = _failure_keys()
     if not extensions.limiter.limiter.test(limit, *keys):
         reset_at, _ = extensions.limiter.limiter.get_window_stats(limit, *keys)
-        retry_after = max(1, int(reset_at - time.time()))
         raise RateLimited(
             "Too many failed authentication attempts from this address.",
-            headers={"Retry-After": str(retry_after)},
+            headers=retry_after(reset_at),
         )
 
 

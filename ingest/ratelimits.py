@@ -45,6 +45,11 @@ def _keys(scope: str) -> tuple[str, str, str]:
     return (current_app.config["RATELIMIT_KEY_PREFIX"], f"tenant:{g.principal.tenant_id}", scope)
 
 
+def retry_after(reset_at: float) -> dict[str, str]:
+    """The Retry-After header for a limit whose window resets at ``reset_at`` (epoch seconds)."""
+    return {"Retry-After": str(max(1, int(reset_at - time.time())))}
+
+
 def _check(limit: str, scope: str, cost: int) -> None:
     """Spend ``cost`` from the tenant's budget for ``scope``, or raise RateLimited."""
     item = _parsed(limit)
@@ -57,11 +62,10 @@ def _check(limit: str, scope: str, cost: int) -> None:
         "X-RateLimit-Reset": str(int(reset_at)),
     }
     if not allowed:
-        retry_after = max(1, int(reset_at - time.time()))
         raise RateLimited(
             f"Rate limit exceeded: {limit} for this tenant"
             + (f" (this request counts {cost} events)." if cost > 1 else "."),
-            headers={"Retry-After": str(retry_after)},
+            headers=retry_after(reset_at),
         )
 
 
