@@ -23,6 +23,7 @@ from limits.storage.base import SlidingWindowCounterSupport
 
 from .errors import RateLimited
 from .extensions import limiter
+from .outages import Outage
 
 log = logging.getLogger("ingest.ratelimits")
 
@@ -132,30 +133,25 @@ class FailoverStorage(Storage, SlidingWindowCounterSupport):
         options.setdefault("socket_timeout", 1)
         self.primary = RedisStorage(uri.removeprefix("failover+"), **options)
         self.fallback = MemoryStorage()
-        self._down_until = 0.0
-        self.degraded = False
+        self.outage = Outage(
+            log,
+            went="rate limit storage unreachable, counting in memory: %s",
+            came_back="rate limit storage reachable again",
+            retry_seconds=self.RETRY_SECONDS,
+        )
 
     @property
     def base_exceptions(self):
         return ()  # failures of Redis are handled here, never raised
 
-    @property
-    def using_fallback(self) -> bool:
-        return time.monotonic() < self._down_until
-
     def _call(self, method: str, *args, **kwargs):
-        if not self.using_fallback:
+        if not self.outage.paused:
             try:
                 result = getattr(self.primary, method)(*args, **kwargs)
             except Exception as error:
-                if not self.degraded:
-                    log.warning("rate limit storage unreachable, counting in memory: %s", error)
-                self.degraded = True
-                self._down_until = time.monotonic() + self.RETRY_SECONDS
+                self.outage.failed(error)
             else:
-                if self.degraded:
-                    log.warning("rate limit storage reachable again")
-                    self.degraded = False
+                self.outage.succeeded()
                 return result
         return getattr(self.fallback, method)(*args, **kwargs)
 

@@ -25,6 +25,7 @@ from .errors import AuthenticationFailed, RateLimited
 from .extensions import db, socketio
 from .fanout import Fanout, deliver
 from .models import Event
+from .outages import Outage
 from .schemas import EVENT_ID, event_json
 
 log = logging.getLogger("ingest.realtime")
@@ -189,11 +190,16 @@ class RedisFeedManager(python_socketio.RedisManager, FeedManager):
 
     def __init__(self, url: str, channel: str):
         super().__init__(url, channel=channel, redis_options={"socket_connect_timeout": 1})
-        self._down_until = 0.0
-        self.degraded = False
+        self.outage = Outage(
+            log,
+            went="message queue unreachable; live delivery paused: %s",
+            came_back="message queue reachable again; live delivery resumed",
+            went_level=logging.ERROR,
+            retry_seconds=self.RETRY_SECONDS,
+        )
 
     def _publish(self, data):
-        if time.monotonic() < self._down_until:
+        if self.outage.paused:
             return None
         try:
             if not self.connected:
@@ -201,14 +207,9 @@ class RedisFeedManager(python_socketio.RedisManager, FeedManager):
             result = self.redis.publish(self.channel, self.json.dumps(data))
         except Exception as error:
             self.connected = False
-            self._down_until = time.monotonic() + self.RETRY_SECONDS
-            if not self.degraded:
-                log.error("message queue unreachable; live delivery paused: %s", error)
-            self.degraded = True
+            self.outage.failed(error)
             return None
-        if self.degraded:
-            log.warning("message queue reachable again; live delivery resumed")
-            self.degraded = False
+        self.outage.succeeded()
         return result
 
 
