@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 import requests
@@ -291,7 +292,13 @@ def test_socket_logins_behind_a_proxy_are_counted_per_client(live_server_factory
     Per day, not per minute: threading-mode connects take seconds each, and a sliding
     window that turns over between them counts the earlier failures as fewer.
     """
-    server = live_server_factory(mode=mode, TRUSTED_PROXIES="1", RATELIMIT_AUTH_FAILURES="2/day")
+    server = live_server_factory(
+        mode=mode,
+        TRUSTED_PROXIES="1",
+        RATELIMIT_AUTH_FAILURES="2/day",
+        # Its own counters: with REDIS_URL set, every server of the run shares one Redis.
+        RATELIMIT_KEY_PREFIX=f"proxy-test-{uuid.uuid4().hex}",
+    )
     bad = {"api_key": "ik_wrong"}
     attempts = [_socket_refusal(server, bad, "203.0.113.7") for _ in range(3)]
     assert attempts == ["authentication_failed", "authentication_failed", "rate_limited"]
