@@ -201,15 +201,29 @@ def ensure_not_locked_out() -> None:
         )
 
 
-def verify_credentials(
-    api_key: str | None, bearer: str | None, missing: str, misplaced_key: str
-) -> Principal:
+@dataclass(frozen=True)
+class Refusals:
+    """What a failed authentication says, in the words of the transport it came by."""
+
+    missing: str  # no credentials at all
+    invalid: str
+    misplaced_key: str  # an API key sent where a token goes
+
+
+_HTTP_REFUSALS = Refusals(
+    missing="Send an API key in X-API-Key or a token in 'Authorization: Bearer'.",
+    invalid="Invalid, expired or revoked credentials.",
+    misplaced_key="That is an API key: send it in the X-API-Key header. "
+    "'Authorization: Bearer' takes the admin token or a tenant JWT.",
+)
+
+
+def verify_credentials(api_key: str | None, bearer: str | None, refusals: Refusals) -> Principal:
     """The principal these credentials name, for HTTP and Socket.IO alike.
 
     Only failures are limited: valid credentials pass even from an address that is
     locked out, and a failure from one is RateLimited (and not counted again);
-    otherwise it is counted and AuthenticationFailed, with ``missing`` as the message
-    when no credentials came at all and ``misplaced_key`` when an API key came as a token.
+    otherwise it is counted and AuthenticationFailed, saying one of ``refusals``.
     """
     principal = resolve_credentials(api_key, bearer) if api_key or bearer else None
     if principal is not None:
@@ -217,10 +231,10 @@ def verify_credentials(
     ensure_not_locked_out()
     count_failed_attempt()
     if not api_key and not bearer:
-        raise AuthenticationFailed(missing)
+        raise AuthenticationFailed(refusals.missing)
     if bearer and bearer.startswith(API_KEY_PREFIX):
-        raise AuthenticationFailed(misplaced_key)
-    raise AuthenticationFailed("Invalid, expired or revoked credentials.")
+        raise AuthenticationFailed(refusals.misplaced_key)
+    raise AuthenticationFailed(refusals.invalid)
 
 
 def authenticate() -> Principal:
@@ -228,13 +242,7 @@ def authenticate() -> Principal:
     if "principal" in g:
         return g.principal
     api_key = request.headers.get("X-API-Key")
-    principal = verify_credentials(
-        api_key,
-        None if api_key else _bearer_token(),
-        missing="Send an API key in X-API-Key or a token in 'Authorization: Bearer'.",
-        misplaced_key="That is an API key: send it in the X-API-Key header. "
-        "'Authorization: Bearer' takes the admin token or a tenant JWT.",
-    )
+    principal = verify_credentials(api_key, None if api_key else _bearer_token(), _HTTP_REFUSALS)
     g.principal = principal
     g.tenant_id = principal.tenant_id
     return principal

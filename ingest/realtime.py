@@ -20,7 +20,7 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError
 from sqlalchemy import select
 
-from .auth import verify_credentials
+from .auth import Refusals, verify_credentials
 from .errors import AuthenticationFailed, RateLimited
 from .extensions import db, socketio
 from .fanout import Fanout, deliver
@@ -341,15 +341,17 @@ def _credentials(auth) -> tuple[str | None, str | None, str | None]:
     )
 
 
+_SOCKET_REFUSALS = Refusals(
+    missing="send auth={'api_key': ...} or auth={'token': ...}",
+    invalid="invalid, expired or revoked credentials",
+    misplaced_key="that is an API key: send it as auth={'api_key': ...}",
+)
+
+
 def _authenticate(api_key: str | None, token: str | None):
     """The connecting tenant's principal, or ConnectionRefusedError saying why."""
     try:
-        return verify_credentials(
-            api_key,
-            token,
-            missing="send auth={'api_key': ...} or auth={'token': ...}",
-            misplaced_key="that is an API key: send it as auth={'api_key': ...}",
-        )
+        return verify_credentials(api_key, token, _SOCKET_REFUSALS)
     except (AuthenticationFailed, RateLimited) as error:
         raise ConnectionRefusedError(f"{error.code}: {error.message}") from None
 
