@@ -144,15 +144,16 @@ def make_app(database_url, suite_databases):
             db.engine.dispose()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_redis_url() -> str:
-    """The Redis every node of a deployment (and every deployment here) shares."""
+    """The Redis on 127.0.0.1:6379, which CI starts (.ci/run) and several nodes can share."""
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        missing = None
     except redis.RedisError:
-        # CI starts Redis before the suite (.ci/run), so there this never skips.
-        pytest.skip(f"no Redis answers at {url}")
+        missing = f"nothing answers PING at {url}"
+    require("Redis", missing)
     return url
 
 

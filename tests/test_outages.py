@@ -1,6 +1,7 @@
 """Redis going away and coming back, as the rate limiter's storage and the message queue see it."""
 
 import logging
+import shutil
 import time
 
 import pytest
@@ -8,10 +9,13 @@ import pytest
 from ingest.ratelimits import FailoverStorage
 from ingest.realtime import RedisFeedManager
 from tests.e2e.services import RedisProcess
+from tests.support import require
 
 
 @pytest.fixture
 def private_redis():
+    found = shutil.which("redis-server")
+    require("redis-server", None if found else "not installed (apt-get install redis-server)")
     redis = RedisProcess().start()
     yield redis
     redis.stop()

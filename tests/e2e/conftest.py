@@ -15,7 +15,6 @@ import pytest
 from tests.support import require
 
 from .server import LiveServer
-from .services import redis_answers
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 
@@ -49,15 +48,6 @@ def chromium(pytestconfig) -> Path:
     """Debian's Chromium, installed on first use where the suite runs as root."""
     require("Chromium", _install_chromium(pytestconfig))
     return CHROMIUM
-
-
-@pytest.fixture(scope="session")
-def shared_redis_url() -> str:
-    """The Redis on 127.0.0.1:6379, which CI starts (.ci/run) and several nodes can share."""
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    host, port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
-    require("Redis", None if redis_answers(host, int(port)) else f"nothing answers PING at {url}")
-    return url
 
 
 @pytest.fixture(scope="session")
