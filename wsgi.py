@@ -24,7 +24,9 @@ if SERVING and (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventle
 from ingest import create_app, maintenance
 from ingest.extensions import socketio
 
-app = create_app()
+# A CLI command serves nothing: threading mode spares it eventlet's import (and the
+# deprecation warning that import prints on every `make run`).
+app = create_app(None if SERVING else {"SOCKETIO_ASYNC_MODE": "threading"})
 if SERVING:
     maintenance.start(app)
 
@@ -70,7 +72,9 @@ def _serve_eventlet(host: str, port: int) -> None:
     from ingest import serving
 
     family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
-    listener = eventlet.listen(address, family)
+    # eventlet turns SO_REUSEPORT on by default: a second server started on the same port
+    # would then share its connections silently (live clients missing half the events).
+    listener = eventlet.listen(address, family, reuse_port=False)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     eventlet.wsgi.server(listener, app, log_output=False, protocol=serving.protocol(app.config))
 

@@ -63,6 +63,7 @@ def test_migrating_through_the_flask_cli_prints_no_traceback(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+    assert "Eventlet is deprecated" not in done.stderr  # the CLI never imports eventlet
     assert "Running upgrade" in done.stderr
 
 
@@ -167,3 +168,19 @@ def test_concurrent_posts_share_commits_and_each_gets_its_own_answer(live_server
         live_server.url + "/api/v1/events/stats", headers={"X-API-Key": key}, timeout=10
     ).json()
     assert stats["total"] == len(ids)
+
+
+def test_a_second_server_on_a_taken_port_exits_instead_of_sharing_it(live_server_factory):
+    """eventlet's SO_REUSEPORT default let two servers split one port's clients silently."""
+    first = live_server_factory(mode="eventlet")
+    second = subprocess.run(
+        [sys.executable, "wsgi.py"],
+        cwd=ROOT,
+        env=first.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert "Address already in use" in second.stderr
+    assert requests.get(first.url + "/health", timeout=5).status_code == 200
