@@ -208,6 +208,9 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
             env, "REQUEST_HEADER_TIMEOUT_SECONDS", 15, minimum=1
         ),
         "REQUEST_BODY_TIMEOUT_SECONDS": _int(env, "REQUEST_BODY_TIMEOUT_SECONDS", 60, minimum=1),
+        # Tests force the public paths a failed start-up probe of eventlet's internals would
+        # take (ingest/serving.py probe()).
+        "EVENTLET_PUBLIC_PATHS_ONLY": _bool(env, "EVENTLET_PUBLIC_PATHS_ONLY", False),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 5 * 1024 * 1024, minimum=1024),
         "MAX_BATCH_EVENTS": _int(env, "MAX_BATCH_EVENTS", 1000, minimum=1),
         "MAX_METADATA_BYTES": _int(env, "MAX_METADATA_BYTES", 64 * 1024, minimum=2),

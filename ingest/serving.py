@@ -17,14 +17,44 @@ wsgi.py imports this only when it serves under eventlet.
 
 from __future__ import annotations
 
+import io
+import logging
+
 import eventlet
 import eventlet.wsgi
+
+log = logging.getLogger("ingest.serving")
 
 # A body the application left unread is read and dropped, so that its keep-alive
 # connection can carry the next request, only up to this size. A bigger one, or a
 # chunked one (whose size only its sender knows), closes the connection instead:
 # a client must not make the server read on for as long as it keeps sending.
 DISCARD_LIMIT = 64 * 1024
+
+
+def probe() -> bool:
+    """Whether eventlet's request body still behaves as _RequestBody relies on.
+
+    _RequestBody reads eventlet.wsgi.Input's own attributes (not a public API), checked
+    here with two tiny bodies: pinned at eventlet 0.41.3; re-check chunked_input,
+    chunk_length, content_length and position when upgrading. Without them, unread
+    bodies are discarded eventlet's own way (read to the end).
+    """
+    try:
+        plain = eventlet.wsgi.Input(io.BytesIO(b"abcd"), 4, None)
+        plain.read(1)
+        chunked = eventlet.wsgi.Input(
+            io.BytesIO(b"2\r\nab\r\n0\r\n\r\n"), None, None, chunked_input=True
+        )
+        before = chunked.chunk_length
+        read = chunked.read()
+        return (
+            (plain.chunked_input, plain.content_length, plain.position) == (False, 4, 1)
+            and (chunked.chunked_input, before, read, chunked.chunk_length) == (True, -1, b"ab", 0)
+            and callable(getattr(eventlet.wsgi.Input, "discard", None))
+        )
+    except Exception:
+        return False
 
 
 class _RequestBody(eventlet.wsgi.Input):
@@ -54,6 +84,7 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
     rbufsize = wbufsize = 2048
     header_timeout: float = 15.0
     body_timeout: float = 60.0
+    bounded_discard: bool = True  # False: eventlet's own discard (probe() failed, or forced)
 
     def handle_one_request(self):
         self._head_deadline = deadline = eventlet.Timeout(self.header_timeout)
@@ -77,18 +108,30 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
             # eventlet ends a chunked body itself, but does not say so: without this,
             # Werkzeug reads a body that has no Content-Length as empty.
             environ["wsgi.input_terminated"] = True
-        # eventlet builds the body's reader in get_environ; only its discard changes.
-        body.__class__ = _RequestBody
+        if self.bounded_discard:
+            # eventlet builds the body's reader in get_environ; only its discard changes.
+            body.__class__ = _RequestBody
         return environ
 
 
 def protocol(config) -> type[HttpProtocol]:
     """The protocol class for eventlet.wsgi.server, with the timeouts ``config`` sets."""
+    bounded = not config["EVENTLET_PUBLIC_PATHS_ONLY"] and probe()
+    if bounded:
+        log.info("unread request bodies: discarded up to %d bytes, else closed", DISCARD_LIMIT)
+    else:
+        log.warning(
+            "unread request bodies: read to the end, eventlet's own way (%s)",
+            "EVENTLET_PUBLIC_PATHS_ONLY"
+            if config["EVENTLET_PUBLIC_PATHS_ONLY"]
+            else "eventlet's request body is not what ingest.serving expects",
+        )
     return type(
         "ConfiguredHttpProtocol",
         (HttpProtocol,),
         {
             "header_timeout": config["REQUEST_HEADER_TIMEOUT_SECONDS"],
             "body_timeout": config["REQUEST_BODY_TIMEOUT_SECONDS"],
+            "bounded_discard": bounded,
         },
     )

@@ -54,9 +54,14 @@ def _status_and_json(raw: bytes) -> tuple[int, dict]:
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
-@pytest.mark.parametrize("mode", ["eventlet", "threading"])
-def test_chunked_json_and_ndjson_bodies_are_read_whole(live_server_factory, mode):
-    server = live_server_factory(mode=mode)
+@pytest.mark.parametrize(
+    "mode, public_paths_only", [("eventlet", False), ("eventlet", True), ("threading", False)]
+)
+def test_chunked_json_and_ndjson_bodies_are_read_whole(
+    live_server_factory, mode, public_paths_only
+):
+    """Also with eventlet's internals left alone, as when serving.probe() fails."""
+    server = live_server_factory(mode=mode, EVENTLET_PUBLIC_PATHS_ONLY=str(public_paths_only))
     key = server.create_tenant("acme")["api_key"]
     document = json.dumps({"type": "chunked.one", "id": "one", "metadata": {"pad": "x" * 5000}})
     parts = [document[i : i + 1000].encode() for i in range(0, len(document), 1000)]
@@ -80,6 +85,8 @@ def test_chunked_json_and_ndjson_bodies_are_read_whole(live_server_factory, mode
         )
     )
     assert (status, body["accepted"]) == (201, 50)
+    if mode == "eventlet":
+        assert ("eventlet's own way" in server.log()) is public_paths_only
 
 
 @pytest.mark.parametrize("mode", ["eventlet", "threading"])
