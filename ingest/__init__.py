@@ -70,7 +70,7 @@ def create_app(test_config: Mapping | None = None) -> Flask:
         # Credentials travel in the auth payload, never in cookies: no origin needs them.
         cors_credentials=False,
     )
-    fanout.install(socketio.server)
+    fanout.install(socketio.server, public_paths_only=app.config["EVENTLET_PUBLIC_PATHS_ONLY"])
     # Outside the Socket.IO middleware that init_app wrapped around the app, so that
     # its answers get the headers too, and ProxyFix outermost: Socket.IO and the
     # headers' https check see the client's address and scheme, not the proxy's.

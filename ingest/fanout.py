@@ -33,11 +33,60 @@ log = logging.getLogger("ingest.fanout")
 _WRITER_ATTRIBUTE = "_ingest_direct_writer"
 
 
-def install(sio_server) -> None:
-    """Give each eventlet WebSocket connection a direct writer (a no-op in threading mode)."""
+def probe(eio) -> bool:
+    """Whether the library internals the direct path reads are there and behave.
+
+    Pinned: python-engineio 4.15.1 and eventlet 0.41.3. When upgrading either, re-check
+    engineio's Server._async["websocket"] and its sockets' upgraded, upgrading, closed
+    and queue, and eventlet's RFC6455WebSocket socket, extensions, websocket_closed,
+    _sendlock and _pack_message (the frame it builds must equal text_frame's).
+    """
+    try:
+        from engineio.socket import Socket
+        from eventlet.websocket import RFC6455WebSocket
+
+        if not callable(eio._async.get("websocket")):
+            return False
+        connection = Socket(eio, "probe")
+        if (connection.upgraded, connection.upgrading, connection.closed) != (False,) * 3:
+            return False
+        if connection.queue.qsize() != 0:
+            return False
+        near, far = socket.socketpair()
+        try:
+            ws = RFC6455WebSocket(near, {}, extensions={})
+            return (
+                ws.socket is near
+                and ws.websocket_closed is False
+                and "permessage-deflate" not in ws.extensions
+                and ws._sendlock.balance > 0
+                and ws._pack_message("probe") == text_frame(b"probe")
+            )
+        finally:
+            near.close()
+            far.close()
+    except Exception:
+        log.exception("probing the direct fan-out path failed")
+        return False
+
+
+def install(sio_server, public_paths_only: bool = False) -> None:
+    """Give each eventlet WebSocket connection a direct writer, if the probe allows.
+
+    A no-op in threading mode. Otherwise logs which path delivery takes.
+    """
     eio = sio_server.eio
     if eio.async_mode != "eventlet":
         return
+    if public_paths_only or not probe(eio):
+        log.warning(
+            "fan-out: every frame through python-engineio's queue (%s)",
+            "EVENTLET_PUBLIC_PATHS_ONLY"
+            if public_paths_only
+            else "its internals or eventlet's are not what ingest.fanout expects",
+        )
+        return
+    log.info("fan-out: frames written directly to idle WebSockets")
     from eventlet import patcher
     from eventlet.websocket import RFC6455WebSocket
 
@@ -205,6 +254,9 @@ def deliver(sio_server, eio_sid: str, fanouts: list[Fanout]) -> None:
                 return
         except Exception:
             log.exception("writing to %s directly failed; queueing instead", eio_sid)
-    # python-socketio's own path (which also copes with a socket gone meanwhile).
+    # The libraries' own path (which also copes with a socket gone meanwhile): through
+    # python-socketio's _send_eio_packet, which Flask-SocketIO's test client intercepts,
+    # or python-engineio's public send_packet, which it calls, should it go away.
+    send = getattr(sio_server, "_send_eio_packet", None) or sio_server.eio.send_packet
     for fanout in fanouts:
-        sio_server._send_eio_packet(eio_sid, fanout.packet)
+        send(eio_sid, fanout.packet)

@@ -38,3 +38,14 @@ def test_only_plain_tcp_websockets_are_written_to_directly():
     finally:
         plain.close()
         tls.close()
+
+
+def test_the_probe_accepts_the_pinned_libraries_and_refuses_a_changed_websocket(monkeypatch):
+    import engineio
+
+    from ingest import fanout
+
+    eio = engineio.Server(async_mode="eventlet")
+    assert fanout.probe(eio) is True
+    monkeypatch.delattr(RFC6455WebSocket, "_pack_message")
+    assert fanout.probe(eio) is False

@@ -73,6 +73,12 @@ def live_server_factory(fresh_database):
         server.stop()
 
 
-@pytest.fixture(params=["eventlet", "threading"])
+@pytest.fixture(params=["eventlet", "eventlet-public-paths", "threading"])
 def live_server(request, live_server_factory) -> LiveServer:
+    """Each server mode; "eventlet-public-paths" takes the paths a failed probe of library
+    internals would (EVENTLET_PUBLIC_PATHS_ONLY: fan-out through engineio's queue)."""
+    if request.param == "eventlet-public-paths":
+        server = live_server_factory(mode="eventlet", EVENTLET_PUBLIC_PATHS_ONLY="1")
+        assert "fan-out: every frame through python-engineio's queue" in server.log()
+        return server
     return live_server_factory(mode=request.param)
