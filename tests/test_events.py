@@ -279,3 +279,13 @@ def test_timeseries_refuses_too_many_buckets(client, tenant):
         "/api/v1/events/timeseries", query_string={"since": start}, headers=tenant["headers"]
     )
     assert response.status_code == 400
+
+
+def test_timeseries_ending_within_a_second_lists_the_bucket_of_its_last_events(client, tenant):
+    """until=12:00:00.5 leaves 12:00:00.2 inside the range: its bucket must be listed."""
+    post_events(client, tenant, {"type": "a", "timestamp": "2026-01-01T12:00:00.200000Z"})
+    body = client.get(
+        "/api/v1/events/timeseries?since=2026-01-01T11:58:00Z&until=2026-01-01T12:00:00.500000Z",
+        headers=tenant["headers"],
+    ).get_json()
+    assert [b["count"] for b in body["data"]] == [0, 0, 1]

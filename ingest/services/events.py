@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -215,7 +216,10 @@ def event_timeseries(
             details={"since": ["Not earlier than until."]},
         )
     width = INTERVALS[interval]
-    first, last = int(since.timestamp()) // width, (int(until.timestamp()) - 1) // width
+    # The buckets of since and of the last instant before until: an until of 12:00:00.5
+    # still has events at 12:00:00.2, in the 12:00 bucket.
+    first = math.floor(since.timestamp()) // width
+    last = (math.ceil(until.timestamp()) - 1) // width
     if last - first + 1 > MAX_BUCKETS:
         raise ValidationError(
             f"That range holds more than {MAX_BUCKETS} {interval}s; narrow it or use a wider "
