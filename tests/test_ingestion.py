@@ -2,12 +2,15 @@
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ingest.extensions import db
 from ingest.services import ingestion
-from tests.support import post_events
+from tests.support import create_tenant, post_events
 
 
 @pytest.fixture
@@ -128,7 +131,6 @@ def test_many_concurrent_requests_all_commit(app, client, tenant):
 
 
 def test_with_group_commit_off_each_request_commits_alone_without_waiting(make_app, gated_store):
-    from tests.support import create_tenant
 
     release, first_started, groups = gated_store
     app = make_app(GROUP_COMMIT=False)
@@ -147,7 +149,6 @@ def test_with_group_commit_off_each_request_commits_alone_without_waiting(make_a
 
 def test_waiting_requests_hold_no_database_connection(make_app, gated_store):
     """A small pool, every request looking its key up: waiting must not starve the leader."""
-    from tests.support import create_tenant
 
     release, first_started, groups = gated_store
     app = make_app(
@@ -184,3 +185,42 @@ def test_a_lead_interrupted_mid_commit_is_still_handed_on(app, client, tenant, m
     threads[0].join(10)
     assert not threads[0].is_alive(), "the next request waited for a lead nobody held"
     assert responses[0].status_code == 201
+
+
+def test_a_request_the_database_refuses_fails_alone_in_its_commit_group(app, tenant, gated_store):
+    """Defence in depth: an event that got past validation but fails in the transaction.
+
+    Its neighbours in the group, another tenant's requests, must all be stored.
+    """
+    release, first_started, groups = gated_store
+    other = create_tenant(app.test_client(), "globex")
+    # Year 1 at +01:00 is year 0 in UTC: binding it fails inside the transaction.
+    unstorable = {"type": "p", "timestamp": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}
+    outcomes = {}
+
+    def submit(name, tenant_id, items):
+        with app.app_context():
+            try:
+                outcomes[name] = ingestion.ingest_events(tenant_id, items)
+            except Exception as error:
+                outcomes[name] = error
+
+    leader = threading.Thread(target=submit, args=("leader", other["id"], [{"type": "a"}]))
+    leader.start()
+    assert first_started.wait(10)
+    followers = [("bad", tenant["id"], [unstorable])] + [
+        (f"good{i}", other["id"], [{"type": "b", "id": f"g{i}"}]) for i in range(6)
+    ]
+    threads = [threading.Thread(target=submit, args=args) for args in followers]
+    for thread in threads:
+        thread.start()
+    _wait_until_queued(app, len(followers))
+    release.set()
+    for thread in [leader, *threads]:
+        thread.join(10)
+
+    assert isinstance(outcomes["bad"], Exception)
+    assert [outcomes[f"good{i}"].created for i in range(6)] == [[True]] * 6
+    assert groups[1] == len(followers)  # they did share one group, and it was split
+    with app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM events")).scalar() == 7

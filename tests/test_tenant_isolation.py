@@ -1,13 +1,10 @@
 """One tenant's payload or mistake never fails another's request, nor leaks into it."""
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import text
 
 from ingest.extensions import db
-from ingest.services import ingestion
 from tests.support import create_tenant
 
 BAD_EVENTS = [
@@ -40,62 +37,6 @@ def test_bad_events_of_one_tenant_never_fail_anothers_concurrent_writes(app, ten
     assert good_statuses == [201] * 160
     stats = app.test_client().get("/api/v1/events/stats", headers=other_tenant["headers"])
     assert stats.get_json()["total"] == 160
-
-
-def test_a_request_the_database_refuses_fails_alone_in_its_commit_group(
-    app, tenant, other_tenant, monkeypatch
-):
-    """Defence in depth: an event that passed validation but fails in the transaction."""
-    release, leader_started, groups = threading.Event(), threading.Event(), []
-    real_store = ingestion._store
-
-    def gated_store(requests):
-        groups.append(len(requests))
-        if len(groups) == 1:
-            leader_started.set()
-            release.wait(10)
-        return real_store(requests)
-
-    monkeypatch.setattr(ingestion, "_store", gated_store)
-    # Year 1 at +01:00 is year 0 in UTC: binding it fails inside the transaction.
-    unstorable = {"type": "p", "timestamp": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}
-    outcomes = {}
-
-    def submit(name, tenant_id, items):
-        with app.app_context():
-            try:
-                outcomes[name] = ingestion.ingest_events(tenant_id, items)
-            except Exception as error:
-                outcomes[name] = error
-
-    threads = [
-        threading.Thread(target=submit, args=("leader", other_tenant["id"], [{"type": "a"}]))
-    ]
-    threads[0].start()
-    assert leader_started.wait(10)
-    followers = [("bad", tenant["id"], [unstorable])] + [
-        (f"good{i}", other_tenant["id"], [{"type": "b", "id": f"g{i}"}]) for i in range(6)
-    ]
-    for args in followers:
-        threads.append(threading.Thread(target=submit, args=args))
-        threads[-1].start()
-    committer = app.extensions["group_commit"]
-    for _ in range(1000):
-        if len(committer._waiting) == len(followers):
-            break
-        threading.Event().wait(0.01)
-    assert len(committer._waiting) == len(followers), "the followers never queued up"
-    release.set()
-    for thread in threads:
-        thread.join(10)
-
-    assert isinstance(outcomes["bad"], Exception)
-    for i in range(6):
-        assert outcomes[f"good{i}"].created == [True], outcomes[f"good{i}"]
-    assert groups[1] == len(followers)  # they did share one group, and it was split
-    with app.app_context():
-        stored = db.session.execute(text("SELECT count(*) FROM events")).scalar()
-    assert stored == 7
 
 
 def test_a_removed_tenants_cached_key_is_refused_from_its_next_write(app, client, tenant):

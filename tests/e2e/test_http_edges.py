@@ -54,6 +54,13 @@ def _status_and_json(raw: bytes) -> tuple[int, dict]:
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
+def _post_chunked_ndjson(server, key: str, lines: list[bytes]) -> tuple[int, dict]:
+    raw = _chunked_request(
+        server, "/api/v1/events/batch", lines, Content_Type="application/x-ndjson", X_API_Key=key
+    )
+    return _status_and_json(raw)
+
+
 @pytest.mark.parametrize(
     "mode, public_paths_only", [("eventlet", False), ("eventlet", True), ("threading", False)]
 )
@@ -75,15 +82,7 @@ def test_chunked_json_and_ndjson_bodies_are_read_whole(
     lines = [
         json.dumps({"type": "chunked.many", "id": f"n{i}"}).encode() + b"\n" for i in range(50)
     ]
-    status, body = _status_and_json(
-        _chunked_request(
-            server,
-            "/api/v1/events/batch",
-            lines,
-            Content_Type="application/x-ndjson",
-            X_API_Key=key,
-        )
-    )
+    status, body = _post_chunked_ndjson(server, key, lines)
     assert (status, body["accepted"]) == (201, 50)
     if mode == "eventlet":
         assert ("eventlet's own way" in server.log()) is public_paths_only
@@ -121,15 +120,7 @@ def test_a_chunked_body_over_the_limit_is_413_in_the_envelope(live_server_factor
     key = server.create_tenant("acme")["api_key"]
     # Valid JSON whole, so a body cut at the limit cannot pass for the complete one.
     lines = [json.dumps({"type": "big", "id": f"b{i}"}).encode() + b"\n" for i in range(200)]
-    status, body = _status_and_json(
-        _chunked_request(
-            server,
-            "/api/v1/events/batch",
-            lines,
-            Content_Type="application/x-ndjson",
-            X_API_Key=key,
-        )
-    )
+    status, body = _post_chunked_ndjson(server, key, lines)
     assert status == 413
     assert body["error"]["code"] == "payload_too_large"
     listed = server.admin("GET", "/api/v1/events", headers={"X-API-Key": key}).json()
