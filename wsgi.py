@@ -21,7 +21,7 @@ if SERVING and (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventle
 
     eventlet.monkey_patch()
 
-from ingest import create_app, maintenance
+from ingest import create_app, maintenance, realtime
 from ingest.extensions import socketio
 
 # A CLI command serves nothing: threading mode spares it eventlet's import (and the
@@ -29,6 +29,7 @@ from ingest.extensions import socketio
 app = create_app(None if SERVING else {"SOCKETIO_ASYNC_MODE": "threading"})
 if SERVING:
     maintenance.start(app)
+    realtime.start_sweeping_unjoined(app)
 
 # What exists now (modules, the app and its extensions: ~140k objects) lives as long as
 # the process. Freezing it keeps the cyclic GC's full collections from walking all of it:
@@ -76,7 +77,14 @@ def _serve_eventlet(host: str, port: int) -> None:
     # would then share its connections silently (live clients missing half the events).
     listener = eventlet.listen(address, family, reuse_port=False)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    eventlet.wsgi.server(listener, app, log_output=False, protocol=serving.protocol(app.config))
+    serving.raise_file_limit(app.config["MAX_CONNECTIONS"])
+    eventlet.wsgi.server(
+        listener,
+        app,
+        log_output=False,
+        protocol=serving.protocol(app.config),
+        max_size=app.config["MAX_CONNECTIONS"],
+    )
 
 
 if __name__ == "__main__":

@@ -202,6 +202,17 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "CORS_ORIGINS": [o.strip() for o in (env.get("CORS_ORIGINS") or "*").split(",")],
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        # Connections (ingest.serving, eventlet only). Idle Socket.IO connections cost
+        # ~43 KiB each (make bench). Per address: a direct client's; behind a proxy every
+        # client shares the proxy's address, so there the proxy must limit (off by default).
+        "MAX_CONNECTIONS": _int(env, "MAX_CONNECTIONS", 5000, minimum=1),
+        "MAX_CONNECTIONS_PER_ADDRESS": _int(
+            env, "MAX_CONNECTIONS_PER_ADDRESS", 0 if _int(env, "TRUSTED_PROXIES", 0) else 200
+        ),
+        # Socket.IO: an Engine.IO connection that has not joined the namespace (with its
+        # credentials) by then is closed; sockets per tenant on one node.
+        "SOCKETIO_JOIN_TIMEOUT_SECONDS": _int(env, "SOCKETIO_JOIN_TIMEOUT_SECONDS", 10, minimum=1),
+        "MAX_SOCKETS_PER_TENANT": _int(env, "MAX_SOCKETS_PER_TENANT", 1000, minimum=1),
         # Slow clients (ingest.serving, eventlet only): a request's line and headers, and
         # each wait for more of its body.
         "REQUEST_HEADER_TIMEOUT_SECONDS": _int(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import socketio as python_socketio
@@ -52,6 +53,7 @@ def tenant_room(tenant_id: int) -> str:
 class Feed:
     """One connection's view of its tenant's stream."""
 
+    tenant_id: int | None = None
     types: frozenset[str] = frozenset()  # empty: every type
     replaying: bool = False
     buffered: list[dict] = field(default_factory=list)
@@ -69,15 +71,25 @@ class FeedRegistry:
 
     def __init__(self):
         self._feeds: dict[str, Feed] = {}
+        self._per_tenant: Counter[int] = Counter()
         self._lock = threading.Lock()
 
-    def open(self, sid: str, replaying: bool) -> None:
+    def open(self, sid: str, tenant_id: int, replaying: bool, most: int) -> bool:
+        """Open a feed, unless its tenant already has ``most`` open on this node."""
         with self._lock:
-            self._feeds[sid] = Feed(replaying=replaying)
+            if self._per_tenant[tenant_id] >= most:
+                return False
+            self._feeds[sid] = Feed(tenant_id=tenant_id, replaying=replaying)
+            self._per_tenant[tenant_id] += 1
+            return True
 
     def close(self, sid: str) -> None:
         with self._lock:
-            self._feeds.pop(sid, None)
+            feed = self._feeds.pop(sid, None)
+            if feed is not None:
+                self._per_tenant[feed.tenant_id] -= 1
+                if not self._per_tenant[feed.tenant_id]:
+                    del self._per_tenant[feed.tenant_id]
 
     def set_types(self, sid: str, types: frozenset[str]) -> None:
         with self._lock:
@@ -366,12 +378,60 @@ def on_connect(auth=None):
         )
     sid = request.sid
     # Buffer live events from the moment the socket is in the room until the replay is done.
-    feeds.open(sid, replaying=last_event_id is not None)
+    most = current_app.config["MAX_SOCKETS_PER_TENANT"]
+    if not feeds.open(sid, principal.tenant_id, last_event_id is not None, most):
+        raise ConnectionRefusedError(
+            f"too_many_connections: this tenant has {most} sockets open on this server"
+        )
     socketio.server.enter_room(sid, tenant_room(principal.tenant_id), namespace=NAMESPACE)
     if last_event_id is not None:
         socketio.start_background_task(
             _replay, current_app._get_current_object(), sid, principal.tenant_id, last_event_id
         )
+
+
+# --- connections that never join -------------------------------------------------------------
+
+
+def close_unjoined(first_seen: dict[str, float], timeout: float, now: float) -> int:
+    """Close Engine.IO connections that have not joined the namespace ``timeout`` after
+    this sweep first saw them; returns how many. ``first_seen`` persists between sweeps.
+
+    Authentication happens when a client joins: until then an Engine.IO connection is
+    anonymous, yet it holds a connection slot (and answers pings) for as long as it
+    likes. 1,024 of them made a server unreachable for every tenant.
+    """
+    server = socketio.server
+    open_now = set(server.environ)  # every Engine.IO connection of this process
+    for eio_sid in set(first_seen) - open_now:
+        del first_seen[eio_sid]
+    closed = 0
+    for eio_sid in open_now:
+        if server.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
+            first_seen.pop(eio_sid, None)
+            continue
+        seen = first_seen.setdefault(eio_sid, now)
+        if now - seen >= timeout:
+            del first_seen[eio_sid]
+            server.eio.disconnect(eio_sid)
+            closed += 1
+    return closed
+
+
+def start_sweeping_unjoined(app) -> None:
+    """Close never-joining connections in the background (the serving process only)."""
+    timeout = app.config["SOCKETIO_JOIN_TIMEOUT_SECONDS"]
+    socketio.start_background_task(_sweep_forever, timeout, min(1.0, timeout / 2))
+
+
+def _sweep_forever(timeout: float, interval: float) -> None:
+    first_seen: dict[str, float] = {}
+    while True:
+        socketio.sleep(interval)
+        try:
+            close_unjoined(first_seen, timeout, time.monotonic())
+        except Exception:
+            log.exception("closing connections that never joined failed")
 
 
 @socketio.on("subscribe")

@@ -18,7 +18,10 @@ wsgi.py imports this only when it serves under eventlet.
 from __future__ import annotations
 
 import io
+import json
 import logging
+from collections import Counter
+from contextlib import suppress
 
 import eventlet
 import eventlet.wsgi
@@ -71,6 +74,44 @@ class _RequestBody(eventlet.wsgi.Input):
         super().discard(buffer_size)
 
 
+class AddressSlots:
+    """Connections open per client address, up to ``most`` each (0: no limit).
+
+    One address must not take every connection the server has: with all of them
+    held open, no other client gets in.
+    """
+
+    def __init__(self, most: int):
+        self.most = most
+        self.open: Counter[str] = Counter()
+
+    def take(self, address: str) -> bool:
+        if self.most and self.open[address] >= self.most:
+            return False
+        self.open[address] += 1
+        return True
+
+    def give_back(self, address: str) -> None:
+        self.open[address] -= 1
+        if self.open[address] <= 0:
+            del self.open[address]
+
+
+_TOO_MANY_CONNECTIONS = json.dumps(
+    {
+        "error": {
+            "code": "too_many_connections",
+            "message": "Too many connections open from this address; close some first.",
+        }
+    }
+).encode()
+_REFUSAL = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_TOO_MANY_CONNECTIONS), _TOO_MANY_CONNECTIONS)
+)
+
+
 class HttpProtocol(eventlet.wsgi.HttpProtocol):
     """One client connection: the requests it sends, one after another.
 
@@ -85,6 +126,19 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
     header_timeout: float = 15.0
     body_timeout: float = 60.0
     bounded_discard: bool = True  # False: eventlet's own discard (probe() failed, or forced)
+    address_slots: AddressSlots = AddressSlots(0)
+
+    def handle(self):
+        address = str(self.client_address[0]) if self.client_address else ""
+        if not self.address_slots.take(address):
+            with suppress(OSError):
+                self.request.sendall(_REFUSAL)
+            self.close_connection = 1
+            return
+        try:
+            super().handle()
+        finally:
+            self.address_slots.give_back(address)
 
     def handle_one_request(self):
         self._head_deadline = deadline = eventlet.Timeout(self.header_timeout)
@@ -133,5 +187,26 @@ def protocol(config) -> type[HttpProtocol]:
             "header_timeout": config["REQUEST_HEADER_TIMEOUT_SECONDS"],
             "body_timeout": config["REQUEST_BODY_TIMEOUT_SECONDS"],
             "bounded_discard": bounded,
+            "address_slots": AddressSlots(config["MAX_CONNECTIONS_PER_ADDRESS"]),
         },
     )
+
+
+def raise_file_limit(connections: int) -> None:
+    """Let the process hold ``connections`` sockets (each is a file descriptor).
+
+    A container's default soft limit is often 1024; the hard limit is usually far
+    higher, and any process may raise its soft limit up to it.
+    """
+    import resource
+
+    wanted = connections + 256  # the database pool, Redis, logs, the listener
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        soft = ceiling
+    if soft < wanted:
+        log.warning(
+            "open files limited to %d: fewer than MAX_CONNECTIONS=%d need", soft, connections
+        )

@@ -272,3 +272,15 @@ def test_a_filter_set_before_the_replay_reads_applies_to_it_and_to_its_count(
         ("event", _stored(client, tenant, "a2")),
         ("replay_complete", {"count": 2, "truncated": False}),
     ]
+
+
+def test_a_tenant_gets_at_most_its_share_of_sockets(make_app):
+    app = make_app(MAX_SOCKETS_PER_TENANT=2)
+    client = app.test_client()
+    acme, globex = create_tenant(client, "acme"), create_tenant(client, "globex")
+    first, second = (_connect(app, client, api_key=acme["api_key"]) for _ in range(2))
+    assert first.is_connected() and second.is_connected()
+    assert not _connect(app, client, api_key=acme["api_key"]).is_connected()
+    assert _connect(app, client, api_key=globex["api_key"]).is_connected()
+    first.disconnect()
+    assert _connect(app, client, api_key=acme["api_key"]).is_connected()
