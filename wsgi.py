@@ -75,7 +75,10 @@ def _serve_eventlet(host: str, port: int) -> None:
     family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
     # eventlet turns SO_REUSEPORT on by default: a second server started on the same port
     # would then share its connections silently (live clients missing half the events).
-    listener = eventlet.listen(address, family, reuse_port=False)
+    try:
+        listener = eventlet.listen(address, family, reuse_port=False)
+    except OSError as error:
+        sys.exit(f"Cannot listen on {host}:{port}: {error.strerror}.")
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     serving.raise_file_limit(app.config["MAX_CONNECTIONS"])
     eventlet.wsgi.server(

@@ -183,4 +183,5 @@ def test_a_second_server_on_a_taken_port_exits_instead_of_sharing_it(live_server
     )
     assert second.returncode != 0
     assert "Address already in use" in second.stderr
+    assert "Traceback" not in second.stderr  # one line that says why
     assert requests.get(first.url + "/health", timeout=5).status_code == 200
