@@ -210,7 +210,7 @@ class Refusals:
     misplaced_key: str  # an API key sent where a token goes
 
 
-_HTTP_REFUSALS = Refusals(
+HTTP_REFUSALS = Refusals(
     missing="Send an API key in X-API-Key or a token in 'Authorization: Bearer'.",
     invalid="Invalid, expired or revoked credentials.",
     misplaced_key="That is an API key: send it in the X-API-Key header. "
@@ -242,7 +242,7 @@ def authenticate() -> Principal:
     if "principal" in g:
         return g.principal
     api_key = request.headers.get("X-API-Key")
-    principal = verify_credentials(api_key, None if api_key else _bearer_token(), _HTTP_REFUSALS)
+    principal = verify_credentials(api_key, None if api_key else _bearer_token(), HTTP_REFUSALS)
     g.principal = principal
     g.tenant_id = principal.tenant_id
     return principal

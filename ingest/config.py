@@ -149,6 +149,7 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
     if secret_key and len(secret_key) < 32:
         # It signs the tenant JWTs (HS256): shorter keys are guessable offline.
         raise ConfigError("SECRET_KEY must be at least 32 characters")
+    trusted_proxies = _int(env, "TRUSTED_PROXIES", 0)
     # Generated ones are kept in the instance folder, so a restart neither signs the
     # dashboard out nor invalidates tenant JWTs.
     admin_token_file = None
@@ -201,13 +202,13 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
         "CORS_ORIGINS": [o.strip() for o in (env.get("CORS_ORIGINS") or "*").split(",")],
-        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        "TRUSTED_PROXIES": trusted_proxies,
         # Connections (ingest.serving, eventlet only). Idle Socket.IO connections cost
         # ~43 KiB each (make bench). Per address: a direct client's; behind a proxy every
         # client shares the proxy's address, so there the proxy must limit (off by default).
         "MAX_CONNECTIONS": _int(env, "MAX_CONNECTIONS", 5000, minimum=1),
         "MAX_CONNECTIONS_PER_ADDRESS": _int(
-            env, "MAX_CONNECTIONS_PER_ADDRESS", 0 if _int(env, "TRUSTED_PROXIES", 0) else 200
+            env, "MAX_CONNECTIONS_PER_ADDRESS", 0 if trusted_proxies else 200
         ),
         # Socket.IO: an Engine.IO connection that has not joined the namespace (with its
         # credentials) by then is closed; sockets per tenant on one node.

@@ -51,12 +51,22 @@ def retry_after(reset_at: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, int(reset_at - time.time())))}
 
 
+# Budgets this process saw spent, until their window resets. Only a budget known to be
+# spent is looked up before a body is read: every other request asks the storage
+# (Redis in production) once, when it is charged, as before.
+_spent_until: dict[tuple[str, str, str], float] = {}
+
+
 def _check(limit: str, scope: str, cost: int) -> None:
     """Spend ``cost`` from the tenant's budget for ``scope``, or raise RateLimited."""
     item = _parsed(limit)
     keys = _keys(scope)
     allowed = limiter.limiter.hit(item, *keys, cost=cost)
     reset_at, remaining = limiter.limiter.get_window_stats(item, *keys)
+    if remaining <= 0:
+        _spent_until[keys] = reset_at
+    elif keys in _spent_until:
+        del _spent_until[keys]
     g.rate_limit_headers = {
         "X-RateLimit-Limit": str(item.amount),
         "X-RateLimit-Remaining": str(remaining),
@@ -75,10 +85,17 @@ def _enabled() -> bool:
 
 
 def ensure_ingest_budget() -> None:
-    """RateLimited before a body is even read, if the tenant has nothing left to spend."""
+    """RateLimited before a body is even read, if the tenant has nothing left to spend.
+
+    Asks the storage only when this process last saw the budget spent (another node's
+    spending is caught when the request is charged).
+    """
     if not _enabled():
         return
-    if not limiter.limiter.test(_parsed(_ingest_limit()), *_keys("ingest")):
+    keys = _keys("ingest")
+    if _spent_until.get(keys, 0.0) <= time.time():
+        return
+    if not limiter.limiter.test(_parsed(_ingest_limit()), *keys):
         _check(_ingest_limit(), "ingest", 1)  # refuses, with the usual headers
 
 

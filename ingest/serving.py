@@ -97,6 +97,8 @@ class AddressSlots:
             del self.open[address]
 
 
+# The error envelope, written here because this answer comes before any request is read
+# (no Flask app or request runs for it, so errors.error_response cannot).
 _TOO_MANY_CONNECTIONS = json.dumps(
     {
         "error": {
@@ -155,16 +157,17 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
         # Called once the request line and headers are in, before the application runs.
         self._head_deadline.cancel()
         environ = super().get_environ()
-        body = environ["eventlet.input"]
-        has_body = body.chunked_input or body.content_length
+        # From the request's own headers (public WSGI keys), whichever path runs.
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        has_body = chunked or environ.get("CONTENT_LENGTH", "0") not in ("", "0")
         self.connection.settimeout(self.body_timeout if has_body else None)
-        if body.chunked_input:
+        if chunked:
             # eventlet ends a chunked body itself, but does not say so: without this,
             # Werkzeug reads a body that has no Content-Length as empty.
             environ["wsgi.input_terminated"] = True
         if self.bounded_discard:
             # eventlet builds the body's reader in get_environ; only its discard changes.
-            body.__class__ = _RequestBody
+            environ["eventlet.input"].__class__ = _RequestBody
         return environ
 
 

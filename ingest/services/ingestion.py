@@ -25,6 +25,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import realtime
+from ..auth import HTTP_REFUSALS
 from ..errors import AuthenticationFailed, database_unavailable
 from ..extensions import db, green_process
 from ..models import Event, Tenant, utcnow
@@ -173,7 +174,7 @@ def _store_again(request: _Request, error: Exception) -> IngestResult | BaseExce
         except Exception as again:
             error = again
     if not database_unavailable(error) and _tenant_is_gone(request.tenant_id):
-        return AuthenticationFailed("Invalid, expired or revoked credentials.")
+        return AuthenticationFailed(HTTP_REFUSALS.invalid)
     return error
 
 
