@@ -30,6 +30,8 @@ app = create_app(None if SERVING else {"SOCKETIO_ASYNC_MODE": "threading"})
 if SERVING:
     maintenance.start(app)
     realtime.start_sweeping_unjoined(app)
+    if app.config["WEBHOOK_WORKER"]:
+        app.extensions["webhook_worker"].start()
 
 # What exists now (modules, the app and its extensions: ~140k objects) lives as long as
 # the process. Freezing it keeps the cyclic GC's full collections from walking all of it:

@@ -12,12 +12,14 @@ from flask.sessions import NullSession, SessionInterface
 from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import fanout, middleware, ratelimits, realtime
+from . import cli, fanout, middleware, ratelimits, realtime
 from .auth import CredentialCache
 from .config import data_dir, load_config
+from .deliveries.worker import DeliveryWorker
 from .errors import register_error_handlers
 from .extensions import cors, db, green_process, limiter, migrate, socketio
 from .services.ingestion import GroupCommitter
+from .services.webhooks import queue_deliveries
 
 RATE_LIMIT_HEADERS = [
     "X-RateLimit-Limit",
@@ -79,15 +81,23 @@ def create_app(test_config: Mapping | None = None) -> Flask:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.extensions["credential_cache"] = CredentialCache(ttl=app.config["CREDENTIAL_CACHE_SECONDS"])
+    worker = app.extensions["webhook_worker"] = DeliveryWorker(app)
+    # What follows a commit of new events: webhook deliveries queued in its transaction,
+    # then the events pushed to Socket.IO rooms and the delivery worker woken.
     app.extensions["group_commit"] = GroupCommitter(
-        max_events=app.config["GROUP_COMMIT_MAX_EVENTS"], enabled=app.config["GROUP_COMMIT"]
+        max_events=app.config["GROUP_COMMIT_MAX_EVENTS"],
+        enabled=app.config["GROUP_COMMIT"],
+        store_hooks=[queue_deliveries],
+        subscribers=[realtime.publish_events, worker.events_stored],
     )
     register_error_handlers(app)
+    cli.init_app(app)
 
-    from . import events, health, tenants, web
+    from . import events, health, tenants, web, webhooks
 
     app.register_blueprint(tenants.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(web.bp)
     if app.config["BENCH_ROUTES"]:

@@ -51,6 +51,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _seconds_list(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:
+    raw = env.get(name) or default
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds separated by commas, got {raw!r}") from None
+    if any(not 0 <= value <= 30 * 86400 for value in values):
+        raise ConfigError(f"{name} must hold seconds between 0 and 30 days, got {raw!r}")
+    return values
+
+
 def normalise_database_url(url: str) -> str:
     """Pick the driver for URLs written the way users write them.
 
@@ -228,6 +239,25 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "MAX_METADATA_BYTES": _int(env, "MAX_METADATA_BYTES", 64 * 1024, minimum=2),
         "MAX_METADATA_DEPTH": _int(env, "MAX_METADATA_DEPTH", 32, minimum=1),
         "MAX_FUTURE_SKEW_SECONDS": _int(env, "MAX_FUTURE_SKEW_SECONDS", 3600),
+        # Webhooks (ingest/services/webhooks.py, ingest/deliveries).
+        "WEBHOOK_MAX_PER_TENANT": _int(env, "WEBHOOK_MAX_PER_TENANT", 20, minimum=1),
+        "WEBHOOK_SECRET_GRACE_S": _int(env, "WEBHOOK_SECRET_GRACE_S", 86400),
+        "WEBHOOK_TIMEOUT_S": _int(env, "WEBHOOK_TIMEOUT_S", 10, minimum=1),
+        # Svix's schedule: the waits after each failed attempt, then the delivery fails.
+        "WEBHOOK_RETRY_SCHEDULE": _seconds_list(
+            env, "WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"
+        ),
+        "WEBHOOK_DISABLE_AFTER_S": _int(env, "WEBHOOK_DISABLE_AFTER_S", 5 * 86400, minimum=1),
+        "WEBHOOK_CONCURRENCY": _int(env, "WEBHOOK_CONCURRENCY", 10, minimum=1),
+        "WEBHOOK_LOG_RETENTION_DAYS": _int(env, "WEBHOOK_LOG_RETENTION_DAYS", 30, minimum=1),
+        # Receivers on loopback or private networks: for development and tests only.
+        "WEBHOOK_ALLOW_PRIVATE": _bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        # The delivery worker runs inside the server unless it runs as its own process
+        # (`flask --app wsgi webhooks worker`).
+        "WEBHOOK_WORKER": _bool(env, "WEBHOOK_WORKER", True),
+        # How often a worker looks for work it was not told of: retries coming due, and
+        # events stored by other nodes.
+        "WEBHOOK_POLL_MS": _int(env, "WEBHOOK_POLL_MS", 500, minimum=10),
         "BENCH_ROUTES": _bool(env, "BENCH_ROUTES", False),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
     }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -170,3 +171,75 @@ class EventSearchPending(db.Model):
     __tablename__ = "event_search_pending"
 
     seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=False)
+
+
+class WebhookEndpoint(db.Model):
+    """A tenant's receiver of its events (ingest/services/webhooks.py)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What the API shows ("wh_…"): not guessable, and says nothing of how many exist.
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    # Event types delivered; empty means every type.
+    types: Mapped[list] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Kept as written ("whsec_…"): the service signs with it, so it cannot be hashed.
+    secret: Mapped[str] = mapped_column(String(100))
+    # The secret before the last rotation, still signing beside the new one until then.
+    previous_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When its deliveries started failing without a success since (None: not failing).
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+# Delivery states, as the API names them. An attempt in flight is still pending.
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+
+
+class WebhookDelivery(db.Model):
+    """One message to one endpoint: queued in the transaction that stores its event.
+
+    Its event is read when it is sent, by (tenant_id, event_id); test messages carry
+    their own payload. While an attempt is in flight, next_attempt_at is the end of the
+    lease of the worker that claimed it (``claim``): past it, another worker takes it.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    # The event's id: the webhook-id header, the same on every attempt and endpoint.
+    event_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    # The first 4 KiB of the last response's body.
+    last_response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claim: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        # The worker's claims: one endpoint's due deliveries, soonest first.
+        Index(
+            "ix_webhook_deliveries_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # An endpoint's delivery log, newest first.
+        Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "id"),
+    )

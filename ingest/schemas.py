@@ -291,3 +291,64 @@ class TimeseriesQuerySchema(TimeRangeSchema):
 class BucketSchema(Schema):
     start = fields.DateTime(format="iso")
     count = fields.Integer()
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookInSchema(_StrictSchema):
+    url = PlainText(required=True, validate=validate.Length(min=1, max=2048))
+    types = fields.List(
+        fields.String(validate=_name(EVENT_TYPE, 100)),
+        load_default=list,
+        validate=validate.Length(max=100),
+        metadata={"description": "event types delivered; omitted or [] = every type"},
+    )
+    description = PlainText(load_default="", validate=validate.Length(max=500))
+
+
+class WebhookPatchSchema(_StrictSchema):
+    url = PlainText(validate=validate.Length(min=1, max=2048))
+    types = fields.List(
+        fields.String(validate=_name(EVENT_TYPE, 100)), validate=validate.Length(max=100)
+    )
+    description = PlainText(validate=validate.Length(max=500))
+    # Strict: "false" or 0 is a mistake to report, not a value to guess at.
+    enabled = fields.Boolean(truthy={True}, falsy={False})
+
+
+class WebhookOutSchema(Schema):
+    id = fields.String(attribute="public_id")
+    url = fields.String()
+    types = fields.List(fields.String())
+    description = fields.String()
+    enabled = fields.Boolean()
+    disabled_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime(format="iso")
+
+
+class DeliveryQuerySchema(_StrictSchema):
+    status = fields.String(validate=validate.OneOf(["pending", "succeeded", "failed"]))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = PlainText(validate=validate.Length(min=1, max=200))
+
+
+class DeliveryOutSchema(Schema):
+    id = fields.Function(lambda delivery: f"dlv_{delivery.id}")
+    event_id = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    last_response = fields.String(allow_none=True)
+    next_attempt_at = fields.DateTime(format="iso", allow_none=True)
+    created_at = fields.DateTime(format="iso")
+    delivered_at = fields.DateTime(format="iso", allow_none=True)
+
+
+class ReplaySchema(_StrictSchema):
+    since = UtcDateTime(required=True)
+
+
+webhook_out = WebhookOutSchema()
+delivery_out = DeliveryOutSchema()

@@ -19,12 +19,12 @@ def gated_store(monkeypatch):
     release, first_started, groups = threading.Event(), threading.Event(), []
     real_store = ingestion._store
 
-    def store(requests):
+    def store(requests, hooks):
         groups.append(len(requests))
         if len(groups) == 1:
             first_started.set()
             release.wait(10)
-        return real_store(requests)
+        return real_store(requests, hooks)
 
     monkeypatch.setattr(ingestion, "_store", store)
     yield release, first_started, groups
@@ -93,11 +93,11 @@ def test_same_id_from_two_requests_in_one_group_is_stored_once(app, client, tena
 def test_a_conflict_in_a_group_is_retried_request_by_request(app, client, tenant, monkeypatch):
     real_store, calls = ingestion._store, []
 
-    def store(requests):
+    def store(requests, hooks):
         calls.append(len(requests))
         if len(calls) == 1:
             raise IntegrityError("INSERT", {}, Exception("another node stored it first"))
-        return real_store(requests)
+        return real_store(requests, hooks)
 
     monkeypatch.setattr(ingestion, "_store", store)
     response = post_events(client, tenant, {"type": "a", "id": "x"})
@@ -108,7 +108,7 @@ def test_a_conflict_in_a_group_is_retried_request_by_request(app, client, tenant
 def test_a_database_failure_fails_the_group_with_503_and_stores_nothing(
     app, client, tenant, monkeypatch
 ):
-    def store(requests):
+    def store(requests, hooks):
         raise OperationalError("INSERT", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(ingestion, "_store", store)
@@ -176,7 +176,7 @@ def test_a_lead_interrupted_mid_commit_is_still_handed_on(app, client, tenant, m
     def publish(group):
         raise Interrupted
 
-    monkeypatch.setattr(ingestion, "_publish", publish)
+    monkeypatch.setattr(ingestion.GroupCommitter, "_publish", lambda self, group: publish(group))
     with pytest.raises(Interrupted):
         client.post("/api/v1/events", json={"type": "a"}, headers=tenant["headers"])
     monkeypatch.undo()

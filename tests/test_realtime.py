@@ -210,7 +210,11 @@ def test_replayed_event_whose_live_copy_comes_late_is_delivered_once(
 
     post_events(client, tenant, {"type": "t", "id": "seen"})
     late = []
-    monkeypatch.setattr(realtime, "publish_events", lambda tenant_id, events: late.extend(events))
+    monkeypatch.setattr(
+        app.extensions["group_commit"],
+        "subscribers",
+        [lambda tenant_id, events: late.extend(events)],
+    )
     post_events(client, tenant, {"type": "t", "id": "committed-not-yet-published"})
     monkeypatch.undo()
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import realtime
 from ..auth import HTTP_REFUSALS
 from ..errors import AuthenticationFailed, database_unavailable
 from ..extensions import db, green_process
@@ -103,7 +102,14 @@ def _stored_events(connection, requests: Iterable[_Request]) -> dict[tuple[int, 
     return found
 
 
-def _store(requests: list[_Request]) -> list[IngestResult]:
+# Called inside the transaction with the rows it inserted (webhook deliveries are
+# queued there), and after the commit with each tenant's new events (Socket.IO, the
+# webhook worker's wakeup). Registered by the app factory.
+StoreHook = Callable[[object, list[dict]], None]
+Subscriber = Callable[[int, list[dict]], None]
+
+
+def _store(requests: list[_Request], hooks: list[StoreHook]) -> list[IngestResult]:
     """Store every request's events in one transaction; same-id events are stored once.
 
     Through a Core connection rather than the ORM session: nothing here needs the
@@ -111,10 +117,14 @@ def _store(requests: list[_Request]) -> list[IngestResult]:
     ~5% of a single-event request. Leaving the block rolls back on any error.
     """
     with db.engine.begin() as connection:
-        return _store_in(connection, requests)
+        results, rows = _store_in(connection, requests)
+        if rows:
+            for hook in hooks:
+                hook(connection, rows)
+        return results
 
 
-def _store_in(connection, requests: list[_Request]) -> list[IngestResult]:
+def _store_in(connection, requests: list[_Request]) -> tuple[list[IngestResult], list[dict]]:
     now = utcnow()
     known = _stored_events(connection, requests)
     rows, results = [], []
@@ -143,10 +153,12 @@ def _store_in(connection, requests: list[_Request]) -> list[IngestResult]:
         results.append(IngestResult(events=events, created=created))
     if rows:
         connection.execute(insert(Event.__table__), rows)
-    return results
+    return results, rows
 
 
-def _store_isolating(group: list[_Request]) -> list[IngestResult | BaseException]:
+def _store_isolating(
+    group: list[_Request], hooks: list[StoreHook]
+) -> list[IngestResult | BaseException]:
     """Store the group; if that fails, store its halves apart, down to the request at fault.
 
     Only a lost database fails every request at once: nothing else that goes wrong
@@ -154,23 +166,25 @@ def _store_isolating(group: list[_Request]) -> list[IngestResult | BaseException
     refuses, a constraint), and its neighbours must not pay for it.
     """
     try:
-        return _store(group)
+        return _store(group, hooks)
     except Exception as error:
         if database_unavailable(error):
             return [error] * len(group)
         if len(group) == 1:
-            return [_store_again(group[0], error)]
+            return [_store_again(group[0], error, hooks)]
     middle = len(group) // 2
-    return _store_isolating(group[:middle]) + _store_isolating(group[middle:])
+    return _store_isolating(group[:middle], hooks) + _store_isolating(group[middle:], hooks)
 
 
-def _store_again(request: _Request, error: Exception) -> IngestResult | BaseException:
+def _store_again(
+    request: _Request, error: Exception, hooks: list[StoreHook]
+) -> IngestResult | BaseException:
     """One request whose transaction failed: retry a conflict once, else explain it."""
     if isinstance(error, IntegrityError):
         # A concurrent writer elsewhere stored one of these ids between our lookup and
         # our commit; the unique constraint caught it, and a second try sees a duplicate.
         try:
-            return _store([request])[0]
+            return _store([request], hooks)[0]
         except Exception as again:
             error = again
     if not database_unavailable(error) and _tenant_is_gone(request.tenant_id):
@@ -193,9 +207,17 @@ def _tenant_is_gone(tenant_id: int) -> bool:
 class GroupCommitter:
     """Shares commits between concurrent ingest requests of one process."""
 
-    def __init__(self, max_events: int = 5000, enabled: bool = True):
+    def __init__(
+        self,
+        max_events: int = 5000,
+        enabled: bool = True,
+        store_hooks: list[StoreHook] | None = None,
+        subscribers: list[Subscriber] | None = None,
+    ):
         self.max_events = max_events
         self.enabled = enabled
+        self.store_hooks = store_hooks or []
+        self.subscribers = subscribers or []
         self._lock = threading.Lock()
         self._waiting: list[_Request] = []
         self._leading = False
@@ -252,32 +274,32 @@ class GroupCommitter:
             return group
 
     def _commit(self, group: list[_Request]) -> None:
-        outcomes = _store_isolating(group)
+        outcomes = _store_isolating(group, self.store_hooks)
         for request, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 request.error = outcome
             else:
                 request.result = outcome
         try:
-            _publish(group)
+            self._publish(group)
         finally:
             for request in group:
                 request.woken.set()
 
+    def _publish(self, group: list[_Request]) -> None:
+        """Hand what the group stored to each subscriber, one call per tenant, in storage order.
 
-def _publish(group: list[_Request]) -> None:
-    """Push what the group stored, one call per tenant, in storage order.
-
-    Once per group rather than once per request: a socket then gets the group's
-    events in one write (see ingest/fanout.py). Before the requests are woken, so an
-    event is on its way to subscribers by the time its 201 is.
-    """
-    by_tenant: dict[int, list[dict]] = {}
-    for request in group:
-        if request.result is not None and request.result.accepted:
-            by_tenant.setdefault(request.tenant_id, []).extend(request.result.new_events)
-    for tenant_id, events in by_tenant.items():
-        realtime.publish_events(tenant_id, events)
+        Once per group rather than once per request: a socket then gets the group's
+        events in one write (see ingest/fanout.py). Before the requests are woken, so an
+        event is on its way to subscribers by the time its 201 is.
+        """
+        by_tenant: dict[int, list[dict]] = {}
+        for request in group:
+            if request.result is not None and request.result.accepted:
+                by_tenant.setdefault(request.tenant_id, []).extend(request.result.new_events)
+        for tenant_id, events in by_tenant.items():
+            for subscriber in self.subscribers:
+                subscriber(tenant_id, events)
 
 
 def ingest_events(tenant_id: int, items: list[dict]) -> IngestResult:

@@ -1,0 +1,37 @@
+"""Operators' commands, under Flask's own CLI: `flask --app wsgi <group> <command>`."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+webhooks_cli = AppGroup("webhooks", help="Webhook delivery.")
+
+
+@webhooks_cli.command("worker")
+def run_worker() -> None:
+    """Deliver webhooks in this process until interrupted.
+
+    Run as many as you like, on any nodes sharing the database: they share the work
+    without sending an attempt twice. Serving processes deliver too unless started with
+    WEBHOOK_WORKER=0.
+    """
+    worker = current_app.extensions["webhook_worker"]
+    worker.start()
+    click.echo("Delivering webhooks; Ctrl+C stops.", err=True)
+    try:
+        worker.join()
+    except KeyboardInterrupt:
+        worker.stop()
+
+
+@webhooks_cli.command("prune")
+def prune() -> None:
+    """Remove finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS now."""
+    removed = current_app.extensions["webhook_worker"].prune()
+    click.echo(f"Removed {removed} deliveries.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(webhooks_cli)

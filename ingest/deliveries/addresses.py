@@ -1,0 +1,83 @@
+"""Which receiver addresses webhooks may reach: public ones only, unless allowed.
+
+A tenant names the URL, and the server sends to it from inside the operator's
+network: without this check a webhook could reach the cloud metadata service, a
+database on loopback or anything else on the private network (SSRF). URLs are checked
+when an endpoint is saved, and again at every send against the address actually
+connected to, so a name that resolves elsewhere later (DNS rebinding) gains nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IPv6 prefixes that carry an IPv4 address in their low 32 bits (NAT64).
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+class AddressRefused(Exception):
+    """The URL or the address it resolves to may not be sent to; says why."""
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo:
+        found.extend(address.teredo)
+    if any(address in network for network in _NAT64):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether an address is globally routable, and so is every IPv4 address inside it.
+
+    is_global is false for loopback, private, link-local (the metadata service at
+    169.254.169.254), shared (100.64/10), reserved, unspecified and documentation
+    ranges; multicast is checked apart, as some of it counts as global.
+    """
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        return all(is_public(inner) for inner in _embedded_ipv4(address))
+    return True
+
+
+def check_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL without credentials, or AddressRefused."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise AddressRefused(f"The URL is malformed: {error}.") from None
+    if parts.scheme not in ("http", "https"):
+        raise AddressRefused("Only http and https URLs can receive webhooks.")
+    if parts.username is not None or parts.password is not None:
+        raise AddressRefused("The URL must not carry credentials (user:password@).")
+    if not parts.hostname:
+        raise AddressRefused("The URL has no host.")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address the host resolves to (an IP literal resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    # A scope id ("fe80::1%eth0") is not part of the address.
+    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+
+
+def refuse_private(host: str, addresses: list[IPAddress]) -> None:
+    for address in addresses:
+        if not is_public(address):
+            raise AddressRefused(
+                f"{host} resolves to {address}, which is not a public address; "
+                "webhooks are sent to public addresses only (WEBHOOK_ALLOW_PRIVATE=1 lifts "
+                "this for development)."
+            )

@@ -1,0 +1,260 @@
+"""The delivery worker's reads and writes: endpoints, claims under a lease, outcomes, pruning.
+
+Claims take an endpoint's due deliveries with FOR UPDATE SKIP LOCKED (PostgreSQL) and
+move their next_attempt_at to the end of a lease, marked with the claiming round's
+token: several workers on several nodes then never take the same delivery while the
+lease runs, and a killed worker's deliveries come due again when it ends. Outcomes
+are written only where the token still matches, so a worker whose lease ran out
+cannot overwrite what another recorded since.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, delete, literal_column, select, update
+
+from ..models import FAILED, PENDING, SUCCEEDED, Event, WebhookDelivery, WebhookEndpoint
+from ..schemas import event_json
+from .sender import Outcome
+
+deliveries = WebhookDelivery.__table__
+endpoints = WebhookEndpoint.__table__
+# A literal, not a bound parameter: SQLite uses a partial index only for a WHERE term
+# that matches its own ("status = 'pending'") as written.
+IS_PENDING = deliveries.c.status == literal_column("'pending'")
+
+
+@dataclass(frozen=True)
+class Target:
+    """An enabled endpoint as the worker sends to it."""
+
+    id: int
+    tenant_id: int
+    url: str
+    secrets: tuple[str, ...]  # the current one, then one rotated out that still signs
+
+
+@dataclass
+class Claimed:
+    """A delivery this worker holds the lease of, with the body to send."""
+
+    id: int
+    endpoint_id: int
+    event_id: str
+    attempts: int  # before this one
+    claim: str
+    body: bytes | None = None  # None: its event is no longer stored
+    tenant_id: int = 0
+    payload: dict | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Result:
+    delivery: Claimed
+    outcome: Outcome
+
+
+def enabled_endpoints(connection, now: datetime) -> list[Target]:
+    rows = connection.execute(
+        select(
+            endpoints.c.id,
+            endpoints.c.tenant_id,
+            endpoints.c.url,
+            endpoints.c.secret,
+            endpoints.c.previous_secret,
+            endpoints.c.previous_secret_until,
+        ).where(endpoints.c.enabled)
+    )
+    return [
+        Target(
+            row.id,
+            row.tenant_id,
+            row.url,
+            (row.secret,)
+            + ((row.previous_secret,) if _still_signs(row.previous_secret_until, now) else ()),
+        )
+        for row in rows
+    ]
+
+
+def _still_signs(until: datetime | None, now: datetime) -> bool:
+    return until is not None and until > now
+
+
+def claim(
+    connection, endpoint_id: int, most: int, now: datetime, lease_until: datetime, token: str
+) -> list[Claimed]:
+    due = (
+        select(deliveries.c.id)
+        .where(deliveries.c.endpoint_id == endpoint_id, IS_PENDING)
+        .where(deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(most)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(next_attempt_at=lease_until, claim=token)
+        .returning(
+            deliveries.c.id,
+            deliveries.c.tenant_id,
+            deliveries.c.event_id,
+            deliveries.c.attempts,
+            deliveries.c.payload,
+        )
+    )
+    return [
+        Claimed(
+            id=row.id,
+            endpoint_id=endpoint_id,
+            event_id=row.event_id,
+            attempts=row.attempts,
+            claim=token,
+            tenant_id=row.tenant_id,
+            payload=row.payload,
+        )
+        for row in rows
+    ]
+
+
+def message_body(event_type: str, timestamp: str, data: dict) -> bytes:
+    """What a receiver gets: UTF-8 JSON, compact (the bytes the signature covers)."""
+    document = {"type": event_type, "timestamp": timestamp, "data": data}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def attach_bodies(connection, claimed: list[Claimed]) -> None:
+    """Give each claimed delivery its body, read from its stored event (or its payload)."""
+    wanted: dict[int, set[str]] = {}
+    for delivery in claimed:
+        if delivery.payload is not None:
+            payload = delivery.payload
+            delivery.body = message_body(payload["type"], payload["timestamp"], payload["data"])
+        else:
+            wanted.setdefault(delivery.tenant_id, set()).add(delivery.event_id)
+    stored: dict[tuple[int, str], bytes] = {}
+    events = Event.__table__
+    for tenant_id, ids in wanted.items():
+        rows = connection.execute(
+            select(events).where(events.c.tenant_id == tenant_id, events.c.event_id.in_(ids))
+        )
+        for row in rows:
+            event = event_json(row._asdict())
+            stored[(tenant_id, row.event_id)] = message_body(
+                event["type"], event["timestamp"], event
+            )
+    for delivery in claimed:
+        if delivery.payload is None:
+            delivery.body = stored.get((delivery.tenant_id, delivery.event_id))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When to try again, and when to give an endpoint up."""
+
+    schedule: tuple[float, ...]
+    disable_after: timedelta
+
+    def next_attempt(self, attempts_before: int, now: datetime) -> datetime | None:
+        """When the next try is due after a failed attempt, or None if that was the last."""
+        if attempts_before >= len(self.schedule):
+            return None
+        # ±10 %: receivers that failed together are not all retried at the same instant.
+        delay = self.schedule[attempts_before] * random.uniform(0.9, 1.1)
+        return now + timedelta(seconds=delay)
+
+
+GONE = 410
+GONE_REASON = "The endpoint answered 410 Gone."
+
+
+def _row(result: Result, now: datetime, policy: Policy) -> dict:
+    delivery, outcome = result.delivery, result.outcome
+    following = None
+    if outcome.succeeded:
+        status = SUCCEEDED
+    else:
+        final = delivery.body is None or outcome.status_code == GONE
+        following = None if final else policy.next_attempt(delivery.attempts, now)
+        status = PENDING if following is not None else FAILED
+    return {
+        "b_id": delivery.id,
+        "b_claim": delivery.claim,
+        "b_status": status,
+        "b_code": outcome.status_code,
+        "b_error": outcome.error,
+        "b_response": outcome.response,
+        "b_next": following,
+        "b_delivered": now if status == SUCCEEDED else None,
+    }
+
+
+_RECORD = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.claim == bindparam("b_claim"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=deliveries.c.attempts + 1,
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        last_response=bindparam("b_response"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered"),
+        claim=None,
+    )
+)
+
+
+def record(connection, results: list[Result], now: datetime, policy: Policy) -> None:
+    """Write the outcomes, and what they say of their endpoints (failing, gone)."""
+    if not results:
+        return
+    connection.execute(_RECORD, [_row(result, now, policy) for result in results])
+    succeeded = {r.delivery.endpoint_id for r in results if r.outcome.succeeded}
+    failing = {r.delivery.endpoint_id for r in results} - succeeded
+    gone = {r.delivery.endpoint_id for r in results if r.outcome.status_code == GONE}
+    if succeeded:
+        connection.execute(
+            update(endpoints)
+            .where(endpoints.c.id.in_(succeeded), endpoints.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    if failing:
+        connection.execute(
+            update(endpoints)
+            .where(endpoints.c.id.in_(failing), endpoints.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        disable(
+            connection,
+            endpoints.c.id.in_(failing) & (endpoints.c.failing_since <= now - policy.disable_after),
+            f"Every delivery failed for {policy.disable_after.total_seconds() / 86400:g} days.",
+        )
+    if gone:
+        disable(connection, endpoints.c.id.in_(gone), GONE_REASON)
+
+
+def disable(connection, which, reason: str) -> None:
+    connection.execute(
+        update(endpoints)
+        .where(which, endpoints.c.enabled)
+        .values(enabled=False, disabled_reason=reason)
+    )
+
+
+def prune(connection, before: datetime, most: int) -> int:
+    """Remove up to ``most`` finished deliveries created before ``before``, oldest first."""
+    old = (
+        select(deliveries.c.id)
+        .where(deliveries.c.status != PENDING, deliveries.c.created_at < before)
+        .order_by(deliveries.c.id)
+        .limit(most)
+    )
+    return connection.execute(
+        delete(deliveries).where(deliveries.c.id.in_(old.scalar_subquery()))
+    ).rowcount

@@ -1,0 +1,299 @@
+"""Webhook use cases: endpoints, secrets, deliveries, replays, and queueing new events.
+
+Deliveries of stored events are queued by queue_deliveries, inside the transaction
+that stores the events (the group commit calls it): a 201 therefore means the
+deliveries exist too, and a crash after it loses none. ingest/deliveries sends them.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, insert, select, update
+
+from ..deliveries import addresses, signing
+from ..errors import Conflict, NotFound, ValidationError
+from ..extensions import db
+from ..models import PENDING, Event, Tenant, WebhookDelivery, WebhookEndpoint, utcnow
+from .events import decode_cursor, encode_cursor
+
+deliveries = WebhookDelivery.__table__
+endpoints = WebhookEndpoint.__table__
+
+# Events read per transaction by a replay.
+REPLAY_BATCH = 5000
+_DELIVERY_ID = re.compile(r"dlv_([0-9]{1,18})\Z")
+TEST_TYPE = "webhook.test"
+
+
+@dataclass(frozen=True)
+class CreatedEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str  # shown once, and again only on rotation
+
+
+def _worker():
+    return current_app.extensions["webhook_worker"]
+
+
+def _check_url(url: str) -> None:
+    """400 for a URL that may never receive webhooks (the sender checks again each time)."""
+    try:
+        _scheme, host, port = addresses.check_url(url)
+        if current_app.config["WEBHOOK_ALLOW_PRIVATE"]:
+            return
+        try:
+            resolved = addresses.resolve(host, port)
+        except OSError:
+            # Not in DNS yet is allowed: sends are checked against what it resolves to then.
+            return
+        addresses.refuse_private(host, resolved)
+    except addresses.AddressRefused as refused:
+        raise ValidationError(
+            "The webhook URL is refused.", details={"url": [str(refused)]}
+        ) from None
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+
+
+def create_endpoint(tenant_id: int, fields: dict) -> CreatedEndpoint:
+    _check_url(fields["url"])
+    secret = signing.new_secret()
+    most = current_app.config["WEBHOOK_MAX_PER_TENANT"]
+    with db.engine.begin() as connection:
+        # Concurrent creations queue on the tenant's row (PostgreSQL; SQLite has one writer).
+        connection.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        public_id = "wh_" + secrets.token_urlsafe(12)
+        connection.execute(
+            insert(endpoints).values(
+                public_id=public_id,
+                tenant_id=tenant_id,
+                url=fields["url"],
+                types=sorted(set(fields["types"])),
+                description=fields["description"],
+                enabled=True,
+                secret=secret,
+                created_at=utcnow(),
+            )
+        )
+        count = connection.scalar(
+            select(func.count()).select_from(endpoints).where(endpoints.c.tenant_id == tenant_id)
+        )
+        if count > most:
+            raise Conflict(f"A tenant has at most {most} webhook endpoints; delete one first.")
+    _worker().endpoints_changed(tenant_id)
+    return CreatedEndpoint(get_endpoint(tenant_id, public_id), secret)
+
+
+def list_endpoints(tenant_id: int) -> list[WebhookEndpoint]:
+    return list(
+        db.session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.tenant_id == tenant_id)
+            .order_by(WebhookEndpoint.id)
+        )
+    )
+
+
+def get_endpoint(tenant_id: int, public_id: str) -> WebhookEndpoint:
+    """The tenant's endpoint; another tenant's looks exactly like a missing one."""
+    endpoint = db.session.scalar(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.public_id == public_id, WebhookEndpoint.tenant_id == tenant_id
+        )
+    )
+    if endpoint is None:
+        raise NotFound(f"No webhook endpoint {public_id!r}.")
+    return endpoint
+
+
+def update_endpoint(tenant_id: int, public_id: str, fields: dict) -> WebhookEndpoint:
+    endpoint = get_endpoint(tenant_id, public_id)
+    if "url" in fields:
+        _check_url(fields["url"])
+        endpoint.url = fields["url"]
+    if "types" in fields:
+        endpoint.types = sorted(set(fields["types"]))
+    if "description" in fields:
+        endpoint.description = fields["description"]
+    if fields.get("enabled") is True and not endpoint.enabled:
+        # A fresh start: the days it failed before were not its fault now being fixed.
+        endpoint.enabled, endpoint.disabled_reason, endpoint.failing_since = True, None, None
+    elif fields.get("enabled") is False and endpoint.enabled:
+        endpoint.enabled, endpoint.disabled_reason = False, "Disabled through the API."
+    db.session.commit()
+    _worker().endpoints_changed(tenant_id)
+    return endpoint
+
+
+def delete_endpoint(tenant_id: int, public_id: str) -> None:
+    endpoint = get_endpoint(tenant_id, public_id)
+    db.session.delete(endpoint)
+    db.session.commit()
+
+
+def rotate_secret(tenant_id: int, public_id: str) -> str:
+    """A new secret; the one it replaces signs beside it for WEBHOOK_SECRET_GRACE_S."""
+    endpoint = get_endpoint(tenant_id, public_id)
+    grace = current_app.config["WEBHOOK_SECRET_GRACE_S"]
+    endpoint.previous_secret = endpoint.secret if grace else None
+    endpoint.previous_secret_until = utcnow() + timedelta(seconds=grace) if grace else None
+    endpoint.secret = signing.new_secret()
+    db.session.commit()
+    return endpoint.secret
+
+
+# --- deliveries --------------------------------------------------------------------------------
+
+
+def _enabled_endpoint(tenant_id: int, public_id: str) -> WebhookEndpoint:
+    endpoint = get_endpoint(tenant_id, public_id)
+    if not endpoint.enabled:
+        raise Conflict("The endpoint is disabled; enable it first (PATCH enabled=true).")
+    return endpoint
+
+
+def send_test(tenant_id: int, public_id: str) -> WebhookDelivery:
+    """Queue a webhook.test message, sent, signed and retried like any event."""
+    endpoint = _enabled_endpoint(tenant_id, public_id)
+    now = utcnow()
+    message_id = "test_" + secrets.token_urlsafe(12)
+    delivery = WebhookDelivery(
+        endpoint_id=endpoint.id,
+        tenant_id=tenant_id,
+        event_id=message_id,
+        payload={
+            "type": TEST_TYPE,
+            "timestamp": now.isoformat(),
+            "data": {"id": message_id, "webhook": endpoint.public_id, "message": "A test."},
+        },
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    db.session.add(delivery)
+    db.session.commit()
+    _worker().wake()
+    return delivery
+
+
+def list_deliveries(
+    tenant_id: int, public_id: str, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[WebhookDelivery], str | None]:
+    """A page of the endpoint's deliveries, newest first, and the cursor of the next."""
+    endpoint = get_endpoint(tenant_id, public_id)
+    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == status)
+    if cursor is not None:
+        query = query.where(WebhookDelivery.id < decode_cursor(cursor))
+    page = list(db.session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit + 1)))
+    more = len(page) > limit
+    page = page[:limit]
+    return page, encode_cursor(page[-1].id) if more else None
+
+
+def retry_delivery(tenant_id: int, public_id: str, delivery_id: str) -> None:
+    """Send a delivery again now, whatever its state (a lease it was under is dropped)."""
+    endpoint = _enabled_endpoint(tenant_id, public_id)
+    match = _DELIVERY_ID.match(delivery_id)
+    retried = (
+        match is not None
+        and db.session.execute(
+            update(deliveries)
+            .where(deliveries.c.id == int(match.group(1)), deliveries.c.endpoint_id == endpoint.id)
+            .values(status=PENDING, next_attempt_at=utcnow(), claim=None)
+        ).rowcount
+    )
+    db.session.commit()
+    if not retried:
+        raise NotFound(f"No delivery {delivery_id!r} for this endpoint.")
+    _worker().wake()
+
+
+def replay(tenant_id: int, public_id: str, since: datetime) -> int:
+    """Queue again every matching event stored since then; how many were queued.
+
+    In transactions of REPLAY_BATCH events: a replay of millions must not hold the
+    database's write lock (SQLite) for the length of all of them. Events stored after
+    the replay started are delivered as usual, not by it.
+    """
+    endpoint = _enabled_endpoint(tenant_id, public_id)
+    events = Event.__table__
+    matching = select(events.c.seq, events.c.event_id).where(
+        events.c.tenant_id == tenant_id, events.c.received_at >= since
+    )
+    if endpoint.types:
+        matching = matching.where(events.c.type.in_(endpoint.types))
+    db.session.close()
+    with db.engine.connect() as connection:
+        last = connection.scalar(
+            select(func.max(events.c.seq)).where(events.c.tenant_id == tenant_id)
+        )
+    queued, after = 0, 0
+    while last is not None:
+        with db.engine.begin() as connection:
+            rows = connection.execute(
+                matching.where(events.c.seq > after, events.c.seq <= last)
+                .order_by(events.c.seq)
+                .limit(REPLAY_BATCH)
+            ).all()
+            if not rows:
+                break
+            now = utcnow()
+            connection.execute(
+                insert(deliveries),
+                [_pending(endpoint.id, tenant_id, row.event_id, now) for row in rows],
+            )
+        queued += len(rows)
+        after = rows[-1].seq
+        _worker().wake()
+    return queued
+
+
+def _pending(endpoint_id: int, tenant_id: int, event_id: str, now: datetime) -> dict:
+    return {
+        "endpoint_id": endpoint_id,
+        "tenant_id": tenant_id,
+        "event_id": event_id,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+# --- the group commit's part -------------------------------------------------------------------
+
+
+def queue_deliveries(connection, rows: list[dict]) -> None:
+    """Queue a delivery of each new event to each enabled endpoint that wants its type.
+
+    Called inside the transaction that inserts ``rows`` (as inserted): one query for
+    the group's endpoints, one insert for its deliveries, nothing for tenants without
+    endpoints.
+    """
+    tenants = {row["tenant_id"] for row in rows}
+    wanting: dict[int, list] = {}
+    for endpoint in connection.execute(
+        select(endpoints.c.id, endpoints.c.tenant_id, endpoints.c.types).where(
+            endpoints.c.tenant_id.in_(tenants), endpoints.c.enabled
+        )
+    ):
+        wanting.setdefault(endpoint.tenant_id, []).append(endpoint)
+    if not wanting:
+        return
+    queued = [
+        _pending(endpoint.id, row["tenant_id"], row["event_id"], row["received_at"])
+        for row in rows
+        for endpoint in wanting.get(row["tenant_id"], ())
+        if not endpoint.types or row["type"] in endpoint.types
+    ]
+    if queued:
+        connection.execute(insert(deliveries), queued)
