@@ -237,6 +237,7 @@ class WebhookDelivery(db.Model):
             "ix_webhook_deliveries_due",
             "endpoint_id",
             "next_attempt_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

@@ -166,6 +166,15 @@ class PlainText(fields.String):
         return text
 
 
+class JsonBoolean(fields.Boolean):
+    """true or false in JSON, nothing else: "false" or 0 is a mistake to report, not guess at."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class _StrictSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -313,8 +322,7 @@ class WebhookPatchSchema(_StrictSchema):
         fields.String(validate=_name(EVENT_TYPE, 100)), validate=validate.Length(max=100)
     )
     description = PlainText(validate=validate.Length(max=500))
-    # Strict: "false" or 0 is a mistake to report, not a value to guess at.
-    enabled = fields.Boolean(truthy={True}, falsy={False})
+    enabled = JsonBoolean()
 
 
 class WebhookOutSchema(Schema):

@@ -10,6 +10,7 @@ Redirects are not followed; of the response, the status and the first 4 KiB are 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from ..extensions import green_process
 from .addresses import AddressRefused, check_url, is_public, resolve
 
 RESPONSE_KEPT_BYTES = 4096
@@ -51,6 +53,13 @@ class Sender:
         self._resolved: dict[tuple[str, int], tuple[float, str]] = {}
 
     def post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome:
+        try:
+            with _deadline(self.timeout):
+                return self._post(url, headers, body)
+        except _TooSlow:
+            return Outcome(error=f"No answer within {self.timeout:g} s.")
+
+    def _post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome:
         started = time.monotonic()
         try:
             scheme, host, port = check_url(url)
@@ -74,18 +83,18 @@ class Sender:
         return self._read(response, started)
 
     def _read(self, response, started: float) -> Outcome:
+        whole = False
         try:
             kept = response.read(RESPONSE_KEPT_BYTES, decode_content=False)
             whole = response.read(1, decode_content=False) == b""
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            whole = False
             return Outcome(status_code=response.status, error=_describe(error))
         finally:
             if not whole:
                 # The rest is not read: the connection cannot carry another request.
                 response.close()
             response.release_conn()
-        text = kept.decode("utf-8", errors="replace")
+        text = printable(kept.decode("utf-8", errors="replace"))
         if time.monotonic() - started > self.timeout:
             return Outcome(response.status, f"No answer within {self.timeout:g} s.", text)
         return Outcome(status_code=response.status, response=text)
@@ -139,6 +148,29 @@ class Sender:
             self._pools.clear()
 
 
+class _TooSlow(Exception):
+    pass
+
+
+def _deadline(seconds: float):
+    """The whole attempt's deadline, connect to last byte kept, where it can be enforced.
+
+    Under eventlet a timer interrupts the attempt; with threads there is none, and each
+    connect and read is bounded by the timeout instead (a receiver dripping its answer
+    holds only its own endpoint's sender that much longer).
+    """
+    if not green_process():
+        return contextlib.nullcontext()
+    import eventlet
+
+    return eventlet.Timeout(seconds, _TooSlow)
+
+
+def printable(text: str) -> str:
+    """Text a receiver sent, fit to store: PostgreSQL refuses NUL in text columns."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _target(url: str) -> str:
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -146,4 +178,4 @@ def _target(url: str) -> str:
 
 def _describe(error: BaseException) -> str:
     reason = getattr(error, "reason", None) or error
-    return f"{type(error).__name__}: {reason}"[:300]
+    return printable(f"{type(error).__name__}: {reason}")[:300]

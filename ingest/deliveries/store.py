@@ -92,7 +92,7 @@ def claim(
         select(deliveries.c.id)
         .where(deliveries.c.endpoint_id == endpoint_id, IS_PENDING)
         .where(deliveries.c.next_attempt_at <= now)
-        .order_by(deliveries.c.next_attempt_at)
+        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(most)
         .with_for_update(skip_locked=True)
     )

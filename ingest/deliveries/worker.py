@@ -207,6 +207,9 @@ class DeliveryWorker:
     def record(self, results: list[Result]) -> None:
         with self.app.app_context(), db.engine.begin() as connection:
             store.record(connection, results, utcnow(), self.policy)
+        self._release(results)
+
+    def _release(self, results: list[Result]) -> None:
         with self._lock:
             for result in results:
                 self._held[result.delivery.endpoint_id] -= 1

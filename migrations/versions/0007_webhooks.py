@@ -69,7 +69,7 @@ def upgrade():
     op.create_index(
         "ix_webhook_deliveries_due",
         "webhook_deliveries",
-        ["endpoint_id", "next_attempt_at"],
+        ["endpoint_id", "next_attempt_at", "id"],
         postgresql_where=sa.text("status = 'pending'"),
         sqlite_where=sa.text("status = 'pending'"),
     )
