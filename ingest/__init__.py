@@ -174,6 +174,52 @@ def _writes_off_the_hub(engine) -> None:
 
     dialect.do_commit = lambda dbapi_connection: tpool.execute(dbapi_connection.commit)
     dialect.do_executemany = do_executemany
+    _one_writer_at_a_time(engine)
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _one_writer_at_a_time(engine) -> None:
+    """Under eventlet, a process's write transactions on SQLite take turns on a green lock.
+
+    SQLite lets one transaction write at a time; another writer waits in its busy
+    handler, a C sleep that blocks the whole hub. If the transaction it waits for is
+    this process's own, paused at a yield (its commit in tpool, say), that transaction
+    can never finish: both wait until busy_timeout fails the second ("database is
+    locked") after 10 s of a frozen process. The webhook worker's claims and outcomes
+    write beside the group commit, so this happened under load. Waiting on a green lock
+    instead lets the holder finish. Writers in other processes still meet the busy
+    handler, which is then a plain wait: their transaction does not need this hub.
+    """
+    from eventlet.semaphore import Semaphore
+
+    turn = Semaphore(1)
+    holders: set[int] = set()  # ids of the DBAPI connections holding the turn
+    dialect = engine.dialect
+
+    @sa_event.listens_for(engine, "before_cursor_execute")
+    def _take_turn(connection, _cursor, statement, _parameters, _context, _executemany):
+        key = id(connection.connection.dbapi_connection)
+        if key not in holders and statement.lstrip()[:7].upper().startswith(_WRITES):
+            turn.acquire()
+            holders.add(key)
+
+    def ending(end):
+        def do_end(dbapi_connection):
+            # The pool's proxy, or the connection itself: the same key either way.
+            key = id(getattr(dbapi_connection, "dbapi_connection", dbapi_connection))
+            try:
+                end(dbapi_connection)
+            finally:
+                if key in holders:
+                    holders.discard(key)
+                    turn.release()
+
+        return do_end
+
+    dialect.do_commit = ending(dialect.do_commit)
+    dialect.do_rollback = ending(dialect.do_rollback)
 
 
 def _unicode_lower(value):
