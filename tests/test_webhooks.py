@@ -715,3 +715,28 @@ def test_finished_deliveries_are_pruned_after_the_retention_period(app, client, 
         db.session.commit()
     assert app.extensions["webhook_worker"].prune() == 1
     assert [d["event_id"] for d in deliveries(client, tenant, endpoint)] == ["new"]
+
+
+def test_a_round_with_nothing_due_claims_nothing_however_many_endpoints(
+    app, client, tenant, receiver
+):
+    """Idle rounds run every WEBHOOK_POLL_MS on every node: one read, no write per endpoint."""
+    from sqlalchemy import event as sa_event
+
+    for _ in range(15):
+        add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t"})
+    deliver(app)
+    statements = []
+    with app.app_context():
+        engine = db.engine
+
+    def seen(_conn, _cursor, statement, *_):
+        statements.append(statement.split()[0].upper())
+
+    sa_event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert deliver(app) == 0
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", seen)
+    assert "UPDATE" not in statements and len(statements) <= 2, statements

@@ -41,6 +41,9 @@ RECORD_BATCH = 500
 # Between claim rounds, at least: wakeups during a round are served by the next one.
 MIN_ROUND_INTERVAL = 0.005
 PRUNE_EVERY_SECONDS = 3600
+# How often the tenants whose new events wake the worker are read again (endpoints made
+# on this node are added at once; on other nodes, the poll finds their work meanwhile).
+TENANT_REFRESH_SECONDS = 1.0
 PRUNE_BATCH = 1000
 GONE_EVENT = Outcome(error="The event is no longer stored.")
 
@@ -81,6 +84,7 @@ class DeliveryWorker:
         self._results = None
         self._stopping = False
         self._next_prune = 0.0
+        self._next_tenant_refresh = 0.0
 
     # --- running ------------------------------------------------------------------------
 
@@ -175,9 +179,10 @@ class DeliveryWorker:
         token = secrets.token_hex(16)
         work = []
         with self.app.app_context(), db.engine.begin() as connection:
-            targets = store.enabled_endpoints(connection, now)
-            self._tenants_with_endpoints = {target.tenant_id for target in targets}
-            for target in targets:
+            if time.monotonic() >= self._next_tenant_refresh:
+                self._next_tenant_refresh = time.monotonic() + TENANT_REFRESH_SECONDS
+                self._tenants_with_endpoints = store.tenants_with_endpoints(connection)
+            for target in store.due_endpoints(connection, now):
                 room = self.claim_size - self._held[target.id]
                 if room <= 0:
                     continue
