@@ -146,7 +146,9 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
     redis_url = env.get("REDIS_URL") or None
     is_sqlite = database_url.startswith("sqlite")
 
-    engine_options: dict = {"pool_pre_ping": True}
+    # hide_parameters: a failed statement's values (webhook secrets, event metadata) stay
+    # out of exception messages, and so out of the logs.
+    engine_options: dict = {"pool_pre_ping": True, "hide_parameters": True}
     if not is_sqlite:
         engine_options.update(
             pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),

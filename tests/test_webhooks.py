@@ -740,3 +740,28 @@ def test_a_round_with_nothing_due_claims_nothing_however_many_endpoints(
     finally:
         sa_event.remove(engine, "before_cursor_execute", seen)
     assert "UPDATE" not in statements and len(statements) <= 2, statements
+
+
+def test_failed_statements_keep_their_values_out_of_messages_and_logs(app):
+    """A webhook secret (or event metadata) in a statement that fails must not be logged."""
+    from sqlalchemy.exc import DBAPIError
+
+    with app.app_context(), pytest.raises(DBAPIError) as failed:
+        with db.engine.begin() as connection:
+            connection.execute(
+                text("SELECT no_such_column FROM tenants WHERE name = :n"), {"n": "whsec_x"}
+            )
+    assert "whsec_x" not in str(failed.value)
+
+
+def test_an_endpoint_for_a_tenant_removed_meanwhile_is_refused_not_an_error(
+    app, client, tenant, receiver
+):
+    client.get("/api/v1/webhooks", headers=tenant["headers"])  # its credentials are cached
+    with app.app_context():
+        db.session.execute(text("DELETE FROM tenants"))
+        db.session.commit()
+    response = client.post(
+        "/api/v1/webhooks", json={"url": receiver.url}, headers=tenant["headers"]
+    )
+    assert response.status_code == 401

@@ -16,7 +16,8 @@ from flask import current_app
 from sqlalchemy import func, insert, select, update
 
 from ..deliveries import addresses, signing
-from ..errors import Conflict, NotFound, ValidationError
+from ..auth import HTTP_REFUSALS
+from ..errors import AuthenticationFailed, Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..models import PENDING, Event, Tenant, WebhookDelivery, WebhookEndpoint, utcnow
 from .events import decode_cursor, encode_cursor
@@ -67,7 +68,11 @@ def create_endpoint(tenant_id: int, fields: dict) -> CreatedEndpoint:
     most = current_app.config["WEBHOOK_MAX_PER_TENANT"]
     with db.engine.begin() as connection:
         # Concurrent creations queue on the tenant's row (PostgreSQL; SQLite has one writer).
-        connection.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+        tenant = connection.execute(
+            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update()
+        )
+        if tenant.first() is None:  # removed since its credentials were checked (and cached)
+            raise AuthenticationFailed(HTTP_REFUSALS.invalid)
         public_id = "wh_" + secrets.token_urlsafe(12)
         connection.execute(
             insert(endpoints).values(
