@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, insert, select, update
 
-from ..deliveries import addresses, signing
 from ..auth import HTTP_REFUSALS
+from ..deliveries import addresses, signing
 from ..errors import AuthenticationFailed, Conflict, NotFound, ValidationError
 from ..extensions import db
 from ..models import PENDING, Event, Tenant, WebhookDelivery, WebhookEndpoint, utcnow
