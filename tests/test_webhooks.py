@@ -746,11 +746,10 @@ def test_failed_statements_keep_their_values_out_of_messages_and_logs(app):
     """A webhook secret (or event metadata) in a statement that fails must not be logged."""
     from sqlalchemy.exc import DBAPIError
 
-    with app.app_context(), pytest.raises(DBAPIError) as failed:
-        with db.engine.begin() as connection:
-            connection.execute(
-                text("SELECT no_such_column FROM tenants WHERE name = :n"), {"n": "whsec_x"}
-            )
+    with app.app_context(), pytest.raises(DBAPIError) as failed, db.engine.begin() as connection:
+        connection.execute(
+            text("SELECT no_such_column FROM tenants WHERE name = :n"), {"n": "whsec_x"}
+        )
     assert "whsec_x" not in str(failed.value)
 
 
