@@ -231,6 +231,12 @@ def test_enabled_must_be_a_json_boolean(client, tenant, receiver, enabled):
         "http://user:pass@93.184.216.34/",
         "http:///nohost",
         "http://93.184.216.34:99999/",
+        "http://93.184.216.34:0/",
+        "http://93.184.216.34/a b",
+        "http://93.184.216.34/\r\nX-Injected: 1",
+        "http://93.184.216.34\t/",
+        "http://bücher.example/",
+        "HTTP://[::1]/",
     ],
 )
 def test_urls_that_could_reach_inside_the_network_are_refused(make_app, url):

@@ -10,6 +10,7 @@ connected to, so a name that resolves elsewhere later (DNS rebinding) gains noth
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -46,8 +47,17 @@ def is_public(address: IPAddress) -> bool:
     return True
 
 
+# Spaces, control characters (CR/LF would end up in the Host header) and non-ASCII.
+_NOT_IN_URLS = re.compile(r"[^\x21-\x7e]")
+
+
 def check_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an http(s) URL without credentials, or AddressRefused."""
+    if _NOT_IN_URLS.search(url):
+        raise AddressRefused(
+            "The URL must be ASCII without spaces: percent-encode the path and query, "
+            "and write an international domain name in punycode (xn--…)."
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -59,7 +69,11 @@ def check_url(url: str) -> tuple[str, str, int]:
         raise AddressRefused("The URL must not carry credentials (user:password@).")
     if not parts.hostname:
         raise AddressRefused("The URL has no host.")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+    if port == 0:
+        raise AddressRefused("Port 0 is not a port to send to.")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname, port
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
