@@ -770,3 +770,35 @@ def test_an_endpoint_for_a_tenant_removed_meanwhile_is_refused_not_an_error(
         "/api/v1/webhooks", json={"url": receiver.url}, headers=tenant["headers"]
     )
     assert response.status_code == 401
+
+
+def test_deleting_an_endpoint_removes_its_deliveries_in_batches(
+    app, client, tenant, receiver, monkeypatch
+):
+    from sqlalchemy import event as sa_event
+
+    from ingest.services import webhooks as service
+
+    monkeypatch.setattr(service, "DELETE_BATCH", 3)
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    kept = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, *({"type": "t"} for _ in range(10)))
+    with app.app_context():
+        engine = db.engine
+    deletes = []
+
+    def seen(_conn, _cursor, statement, *_):
+        if statement.startswith("DELETE FROM webhook_deliveries"):
+            deletes.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", seen)
+    try:
+        deleting = client.delete(f"/api/v1/webhooks/{endpoint['id']}", headers=tenant["headers"])
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", seen)
+    assert deleting.status_code == 204
+    assert len(deletes) == 4  # 3 + 3 + 3 + 1: no transaction holds more than a batch
+    with app.app_context():
+        left = db.session.execute(select(WebhookDelivery.endpoint_id)).scalars().all()
+        endpoints = db.session.execute(select(WebhookEndpoint.public_id)).scalars().all()
+    assert endpoints == [kept["id"]] and len(left) == 10

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from ..auth import HTTP_REFUSALS
 from ..deliveries import addresses, signing
@@ -25,8 +26,9 @@ from .events import decode_cursor, encode_cursor
 deliveries = WebhookDelivery.__table__
 endpoints = WebhookEndpoint.__table__
 
-# Events read per transaction by a replay.
+# Events read per transaction by a replay; deliveries removed per transaction by a delete.
 REPLAY_BATCH = 5000
+DELETE_BATCH = 5000
 _DELIVERY_ID = re.compile(r"dlv_([0-9]{1,18})\Z")
 TEST_TYPE = "webhook.test"
 
@@ -68,8 +70,10 @@ def create_endpoint(tenant_id: int, fields: dict) -> CreatedEndpoint:
     most = current_app.config["WEBHOOK_MAX_PER_TENANT"]
     with db.engine.begin() as connection:
         # Concurrent creations queue on the tenant's row (PostgreSQL; SQLite has one writer).
+        # FOR NO KEY UPDATE: it queues creators, not the tenant's ingestion (whose foreign
+        # key checks take FOR KEY SHARE on the same row).
         tenant = connection.execute(
-            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update()
+            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True)
         )
         if tenant.first() is None:  # removed since its credentials were checked (and cached)
             raise AuthenticationFailed(HTTP_REFUSALS.invalid)
@@ -137,9 +141,31 @@ def update_endpoint(tenant_id: int, public_id: str, fields: dict) -> WebhookEndp
 
 
 def delete_endpoint(tenant_id: int, public_id: str) -> None:
+    """Remove the endpoint and its deliveries, a bounded batch per transaction.
+
+    One cascading delete of a long delivery log would hold SQLite's write lock (or the
+    endpoint's row lock, which the group commit's inserts wait on) for all of it, and
+    every tenant's ingestion with it. Disabled first, so nothing new is queued for it
+    meanwhile; a delete interrupted halfway leaves it disabled, to be deleted again.
+    """
     endpoint = get_endpoint(tenant_id, public_id)
-    db.session.delete(endpoint)
+    endpoint_id = endpoint.id
+    endpoint.enabled, endpoint.disabled_reason = False, "Being deleted."
     db.session.commit()
+    db.session.close()
+    while True:
+        with db.engine.begin() as connection:
+            batch = select(deliveries.c.id).where(deliveries.c.endpoint_id == endpoint_id)
+            removed = connection.execute(
+                delete(deliveries).where(
+                    deliveries.c.id.in_(batch.limit(DELETE_BATCH).scalar_subquery())
+                )
+            ).rowcount
+        if removed < DELETE_BATCH:
+            break
+        time.sleep(0)  # under eventlet, let other requests run between batches
+    with db.engine.begin() as connection:
+        connection.execute(delete(endpoints).where(endpoints.c.id == endpoint_id))
 
 
 def rotate_secret(tenant_id: int, public_id: str) -> str:
