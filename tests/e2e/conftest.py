@@ -1,4 +1,4 @@
-"""Real servers, and the services end-to-end tests need: Redis and Debian's Chromium.
+"""Real servers, and the services end-to-end tests need: Redis, Debian's Chromium and a page in it.
 
 Throwaway databases (``fresh_database``, ``postgres_database``) come from tests/conftest.py.
 """
@@ -14,6 +14,7 @@ import pytest
 
 from tests.support import require
 
+from .browser import CHROMIUM_ARGS, TIMEOUT_MS, Console, expect, sync_playwright
 from .server import LiveServer
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -82,3 +83,41 @@ def live_server(request, live_server_factory) -> LiveServer:
         assert "fan-out: every frame through python-engineio's queue" in server.log()
         return server
     return live_server_factory(mode=request.param)
+
+
+# --- the dashboard in a browser (tests/e2e/browser.py) ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    if sync_playwright is None:
+        pytest.fail("Playwright is not installed: `pip install -e '.[dev]'`.", pytrace=False)
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console():
+    return Console()
+
+
+@pytest.fixture
+def page(browser, console, live_server_factory):
+    # Depends on the server factory so that it closes before any server stops: a page
+    # left open would log the lost connection.
+    context = browser.new_context(
+        viewport={"width": 1440, "height": 900},
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("console", console.record)
+    page.on("pageerror", console.record_exception)
+    yield page
+    context.close()
+    assert console.unexpected() == [], "the page logged errors"

@@ -1,8 +1,6 @@
 """The dashboard in a real browser: Playwright drives Debian's Chromium against a live server.
 
-Chromium itself logs every failed request as a console error ("Failed to load
-resource: … 401"), so a test that provokes one on purpose allows exactly that
-message; anything else the page logs, and any uncaught exception, fails the test.
+The browser, the page and its console come from conftest.py; helpers from browser.py.
 """
 
 from __future__ import annotations
@@ -19,23 +17,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from .browser import (
+    HTTP_STATUS_LOGGED,
+    SERVER_AWAY_LOGGED,
+    expect,
+    expect_live,
+    sign_in_as_admin,
+    sign_in_with_form,
+    toast,
+)
 from .server import ADMIN_TOKEN, ROOT
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # reported by the `browser` fixture, as a failure rather than a skip
-    expect = sync_playwright = None
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WEB = ROOT / "web"
 # The README's screenshot is rewritten only on request (`make screenshot`), so an ordinary
 # test run leaves the work tree clean; otherwise it goes to a temporary folder.
@@ -44,76 +38,9 @@ SCREENSHOT = (
     if os.environ.get("UPDATE_SCREENSHOT") == "1"
     else Path(tempfile.gettempdir()) / "ingest-dashboard.png"
 )
-TIMEOUT_MS = 10_000
-
-# What Chromium logs for requests that fail on purpose in these tests.
-HTTP_STATUS_LOGGED = r"Failed to load resource: the server responded with a status of {status}"
-SERVER_AWAY_LOGGED = (
-    r"net::ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|"
-    r"Failed to load resource: net::ERR_(CONNECTION_REFUSED|EMPTY_RESPONSE|CONNECTION_RESET)"
-)
 
 
 # --- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(chromium):
-    if sync_playwright is None:
-        pytest.fail("Playwright is not installed: `pip install -e '.[dev]'`.", pytrace=False)
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
-class Console:
-    """Console errors and uncaught exceptions of one page."""
-
-    def __init__(self):
-        self.errors: list[str] = []
-        self.exceptions: list[str] = []
-        self._allowed: list[re.Pattern] = []
-
-    def record(self, message) -> None:
-        if message.type == "error":
-            self.errors.append(f"{message.text} [{message.location.get('url', '')}]")
-
-    def record_exception(self, error) -> None:
-        self.exceptions.append(str(error))
-
-    def allow(self, pattern: str) -> None:
-        """Expect errors matching ``pattern`` (a failure this test provokes)."""
-        self._allowed.append(re.compile(pattern))
-
-    def unexpected(self) -> list[str]:
-        errors = [e for e in self.errors if not any(p.search(e) for p in self._allowed)]
-        return self.exceptions + errors
-
-
-@pytest.fixture
-def console():
-    return Console()
-
-
-@pytest.fixture
-def page(browser, console, live_server_factory):
-    # Depends on the server factory so that it closes before any server stops: a page
-    # left open would log the lost connection.
-    context = browser.new_context(
-        viewport={"width": 1440, "height": 900},
-        permissions=["clipboard-read", "clipboard-write"],
-    )
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.on("console", console.record)
-    page.on("pageerror", console.record_exception)
-    yield page
-    context.close()
-    assert console.unexpected() == [], "the page logged errors"
 
 
 @pytest.fixture
@@ -124,32 +51,12 @@ def server(live_server_factory):
 # --- helpers ------------------------------------------------------------------------------
 
 
-def sign_in_as_admin(page, server) -> None:
-    """The way the server's start-up message signs the admin in: a URL fragment."""
-    page.goto(f"{server.url}/#admin_token={ADMIN_TOKEN}")
-    expect(page.locator("#role-badge")).to_have_text("Admin")
-
-
-def sign_in_with_form(page, server, secret: str) -> None:
-    page.goto(server.url + "/")
-    page.get_by_label("Admin token or API key").fill(secret)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def expect_live(page) -> None:
-    expect(page.locator("#connection-status")).to_have_attribute("data-state", "connected")
-
-
 def rows(page):
     return page.locator("#feed-list > li")
 
 
 def row_types(page) -> list[str]:
     return page.locator("#feed-list .event-type").all_text_contents()
-
-
-def toast(page, title: str):
-    return page.locator(".toast").filter(has=page.locator(".toast-title", has_text=title))
 
 
 def events(*types: str, **metadata) -> list[dict]:
