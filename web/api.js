@@ -117,6 +117,11 @@ export async function request(credential, path, { method = "GET", query, body, s
   }
 }
 
+/** `/webhooks/<id>/…`, each part URL-escaped. */
+function webhookPath(...parts) {
+  return ["/webhooks", ...parts.map(encodeURIComponent)].join("/");
+}
+
 /** The API calls the dashboard makes, bound to one credential. */
 export function apiFor(credential) {
   const call = async (path, options) => (await request(credential, path, options)).data;
@@ -131,5 +136,14 @@ export function apiFor(credential) {
     eventTimeseries: () => call("/events/timeseries", { query: { interval: "minute" } }),
     // Returns the rate-limit headers too, so the form can say how many sends are left.
     sendEvent: (event) => request(credential, "/events", { method: "POST", body: event }),
+    listWebhooks: () => call("/webhooks"),
+    createWebhook: (fields) => call("/webhooks", { method: "POST", body: fields }),
+    updateWebhook: (id, fields) => call(webhookPath(id), { method: "PATCH", body: fields }),
+    deleteWebhook: (id) => call(webhookPath(id), { method: "DELETE" }),
+    rotateWebhookSecret: (id) => call(webhookPath(id, "rotate-secret"), { method: "POST" }),
+    testWebhook: (id) => call(webhookPath(id, "test"), { method: "POST" }),
+    listDeliveries: (id, { limit }) => call(webhookPath(id, "deliveries"), { query: { limit } }),
+    retryDelivery: (id, deliveryId) =>
+      call(webhookPath(id, "deliveries", deliveryId, "retry"), { method: "POST" }),
   };
 }

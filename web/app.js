@@ -1,5 +1,5 @@
 // The dashboard's entry point: sign-in and sign-out, and opening one tenant at a time
-// (its credential, live connection, events, statistics and send form).
+// (its credential, live connection, events, statistics, send form and webhooks).
 
 import { apiFor, ErrorCategory } from "./api.js";
 import { byId, setState } from "./dom.js";
@@ -19,6 +19,7 @@ import {
 import { createStatsPanel } from "./stats.js";
 import { createTenantsPanel } from "./tenants.js";
 import { dismissToasts, showToast, toastError, toastSuccess } from "./toasts.js";
+import { createWebhooksPanel } from "./webhooks.js";
 
 const signinView = byId("signin-view");
 const signinForm = byId("signin-form");
@@ -42,6 +43,7 @@ const stats = createStatsPanel({
 });
 const sendForm = createSendForm();
 const tenants = createTenantsPanel({ onSelect: openTenant });
+const webhooks = createWebhooksPanel();
 
 // --- connection indicator ---------------------------------------------------------------
 
@@ -73,6 +75,7 @@ function closeTenant() {
   events.stop();
   stats.stop();
   sendForm.stop();
+  webhooks.stop();
 }
 
 function tenantCredential(tenant) {
@@ -100,6 +103,7 @@ function openTenant(tenant) {
   events.show(tenant, api);
   stats.show(api);
   sendForm.show(api);
+  webhooks.show(tenant, api);
 
   let historyLoaded = false;
   let wasConnected = false;
@@ -176,6 +180,7 @@ function showNoTenant() {
   setState(byId("stats-state"), "No tenant selected.", "empty");
   byId("stat-tiles").hidden = true;
   sendForm.stop();
+  webhooks.stop();
 }
 
 // --- signing in and out -----------------------------------------------------------------

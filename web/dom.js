@@ -39,6 +39,14 @@ export function setState(node, message, kind = "info") {
   node.dataset.kind = kind;
 }
 
+/** Shows a field's error under it (or clears it) and marks the field invalid for assistive tech. */
+export function setFieldError(input, errorNode, message) {
+  errorNode.textContent = message || "";
+  errorNode.hidden = !message;
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
 /** A stable hue for a string, so one event type or tenant always gets one colour. */
 export function hueFor(text) {
   let hash = 0;

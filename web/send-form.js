@@ -2,17 +2,10 @@
 // before sending, and shows what the server said.
 
 import { ErrorCategory } from "./api.js";
-import { byId } from "./dom.js";
+import { byId, setFieldError } from "./dom.js";
 import { toastError, toastSuccess } from "./toasts.js";
 
-const TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/; // NAME_PATTERN in ingest/schemas.py
-
-function setFieldError(input, errorNode, message) {
-  errorNode.textContent = message || "";
-  errorNode.hidden = !message;
-  if (message) input.setAttribute("aria-invalid", "true");
-  else input.removeAttribute("aria-invalid");
-}
+export const TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,100}$/; // NAME_PATTERN in ingest/schemas.py
 
 /** Parses the metadata box: a JSON object, or an error message. */
 export function parseMetadata(text) {

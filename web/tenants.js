@@ -2,7 +2,7 @@
 // the "new tenant" form, and the one-time display of a new tenant's API key.
 
 import { ErrorCategory } from "./api.js";
-import { byId, formatCount, fromTemplate, setHue, setState } from "./dom.js";
+import { byId, formatCount, fromTemplate, setFieldError, setHue, setState } from "./dom.js";
 import { showToast, toastError, toastSuccess } from "./toasts.js";
 
 const MAX_RATE_LIMIT = 10_000_000;
@@ -28,7 +28,8 @@ export function curlCommand(origin, apiKey) {
   ].join("\n");
 }
 
-async function copyText(text, field) {
+/** Copies to the clipboard, or selects the field for Ctrl+C where that is not allowed. */
+export async function copyText(text, field) {
   try {
     await navigator.clipboard.writeText(text);
     toastSuccess("Copied to the clipboard");
@@ -95,13 +96,6 @@ export function createTenantsPanel({ onSelect }) {
     liveState = "connecting";
     render();
     onSelect(tenant);
-  }
-
-  function setFieldError(input, node, message) {
-    node.textContent = message || "";
-    node.hidden = !message;
-    if (message) input.setAttribute("aria-invalid", "true");
-    else input.removeAttribute("aria-invalid");
   }
 
   function readForm() {

@@ -63,10 +63,13 @@ export function toastSuccess(title, message) {
   return showToast({ kind: "success", title, message });
 }
 
-/** A toast for any failure: an ApiError's category picks the title, or a plain Error. */
-export function toastError(error, context = "") {
+/**
+ * A toast for any failure: an ApiError's category picks the title unless `heading` says
+ * better what it means here (a 409 is not always "Already exists"), or a plain Error.
+ */
+export function toastError(error, context = "", heading = "") {
   const category = error.category || ErrorCategory.SERVER;
-  let title = ERROR_TITLES[category] || "Something went wrong";
+  let title = heading || ERROR_TITLES[category] || "Something went wrong";
   if (category === ErrorCategory.RATE_LIMIT && error.retryAfter) {
     title = `${title}: retry in ${error.retryAfter} s`;
   }
