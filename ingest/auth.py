@@ -263,7 +263,7 @@ def require_tenant(view):
     def wrapper(*args, **kwargs):
         if authenticate().is_admin:
             raise Forbidden(
-                "Events belong to a tenant: use its API key, or a token from "
+                "Events and webhooks belong to a tenant: use its API key, or a token from "
                 "POST /api/v1/tenants/<id>/token."
             )
         return view(*args, **kwargs)

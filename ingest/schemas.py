@@ -349,7 +349,14 @@ class DeliveryOutSchema(Schema):
     last_status_code = fields.Integer(allow_none=True)
     last_error = fields.String(allow_none=True)
     last_response = fields.String(allow_none=True)
-    next_attempt_at = fields.DateTime(format="iso", allow_none=True)
+    # null while an attempt is in flight (its stored value is then the worker's lease).
+    next_attempt_at = fields.Function(
+        lambda delivery: (
+            None
+            if delivery.claim is not None or delivery.next_attempt_at is None
+            else delivery.next_attempt_at.isoformat()
+        )
+    )
     created_at = fields.DateTime(format="iso")
     delivered_at = fields.DateTime(format="iso", allow_none=True)
 

@@ -802,3 +802,24 @@ def test_deleting_an_endpoint_removes_its_deliveries_in_batches(
         left = db.session.execute(select(WebhookDelivery.endpoint_id)).scalars().all()
         endpoints = db.session.execute(select(WebhookEndpoint.public_id)).scalars().all()
     assert endpoints == [kept["id"]] and len(left) == 10
+
+
+def test_a_delivery_in_flight_shows_no_next_attempt(app, client, tenant, receiver):
+    """Its stored next_attempt_at is the worker's lease, not a time anything is due."""
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t"})
+    [queued] = deliveries(client, tenant, endpoint)
+    assert queued["next_attempt_at"] is not None
+    app.extensions["webhook_worker"].claim_round()
+    [claimed] = deliveries(client, tenant, endpoint)
+    assert (claimed["status"], claimed["attempts"], claimed["next_attempt_at"]) == (
+        "pending",
+        0,
+        None,
+    )
+
+
+def test_the_admin_is_told_webhooks_belong_to_a_tenant(client):
+    response = client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert response.status_code == 403
+    assert "webhooks belong to a tenant" in response.get_json()["error"]["message"]
