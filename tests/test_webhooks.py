@@ -237,6 +237,18 @@ def test_enabled_must_be_a_json_boolean(client, tenant, receiver, enabled):
         "http://93.184.216.34\t/",
         "http://bücher.example/",
         "HTTP://[::1]/",
+        "http://127.1/",
+        "http://0x7f.1/",
+        "http://017700000001/",
+        "http://0177.0.0.1/",
+        "http://127.0.0.1./",
+        "http://0/",
+        "http://169.254.43518/",
+        "http://[::7f00:1]/",
+        "http://[::ffff:0:7f00:1]/",
+        "http://[fec0::1]/",
+        "http://a..b/",
+        "http://" + "a" * 64 + ".example/",
     ],
 )
 def test_urls_that_could_reach_inside_the_network_are_refused(make_app, url):
@@ -272,7 +284,7 @@ def test_sends_are_checked_against_the_address_connected_to(make_app, receiver):
     assert receiver.requests == []
     [delivery] = deliveries(client, tenant, endpoint)
     assert delivery["status"] == "pending" and delivery["attempts"] == 1
-    assert "not a public address" in delivery["last_error"]
+    assert "not public" in delivery["last_error"]
 
 
 # --- delivery -----------------------------------------------------------------------------------
@@ -749,14 +761,27 @@ def test_a_round_with_nothing_due_claims_nothing_however_many_endpoints(
 
 
 def test_failed_statements_keep_their_values_out_of_messages_and_logs(app):
-    """A webhook secret (or event metadata) in a statement that fails must not be logged."""
-    from sqlalchemy.exc import DBAPIError
+    """A webhook secret in an insert that fails (here: its tenant is gone) is not logged."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
 
-    with app.app_context(), pytest.raises(DBAPIError) as failed, db.engine.begin() as connection:
-        connection.execute(
-            text("SELECT no_such_column FROM tenants WHERE name = :n"), {"n": "whsec_x"}
-        )
-    assert "whsec_x" not in str(failed.value)
+    row = {
+        "public_id": "wh_x",
+        "tenant_id": 2_000_000_000,
+        "url": "https://example.com/",
+        "types": [],
+        "description": "",
+        "enabled": True,
+        "secret": "whsec_mustnotleak",
+        "created_at": datetime.now(UTC),
+    }
+    with (
+        app.app_context(),
+        pytest.raises(IntegrityError) as failed,
+        db.engine.begin() as connection,
+    ):
+        connection.execute(insert(WebhookEndpoint.__table__).values(**row))
+    assert "whsec_mustnotleak" not in str(failed.value)
 
 
 def test_an_endpoint_for_a_tenant_removed_meanwhile_is_refused_not_an_error(
@@ -823,3 +848,78 @@ def test_the_admin_is_told_webhooks_belong_to_a_tenant(client):
     response = client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert response.status_code == 403
     assert "webhooks belong to a tenant" in response.get_json()["error"]["message"]
+
+
+def test_a_refusal_does_not_say_what_a_name_resolves_to(make_app):
+    """Answers must not map the internal network for whoever asks."""
+    client = make_app().test_client()
+    tenant = create_tenant(client, "acme")
+    response = client.post(
+        "/api/v1/webhooks", json={"url": "http://localhost/"}, headers=tenant["headers"]
+    )
+    assert response.status_code == 400
+    assert "127.0.0.1" not in str(response.get_json()) and "::1" not in str(response.get_json())
+
+
+@pytest.mark.parametrize("endpoint_id", ["%00", "wh_%00", "wh_a%00b", "x" * 40, "wh_ab%20cd"])
+def test_ids_that_cannot_be_endpoints_are_not_found(client, tenant, endpoint_id):
+    response = client.get(f"/api/v1/webhooks/{endpoint_id}", headers=tenant["headers"])
+    assert response.status_code == 404, response.get_json()
+
+
+def test_an_overlong_error_is_clipped_to_fit(app, client, tenant, receiver):
+    """A receiver's host name is the tenant's to choose, and ends up in the error."""
+    from ingest.deliveries.sender import Outcome
+    from ingest.deliveries.store import Result
+
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t"})
+    worker = app.extensions["webhook_worker"]
+    [(_target, [claimed])] = worker.claim_round()
+    worker.record([Result(claimed, Outcome(error="x" * 2000))])
+    [delivery] = deliveries(client, tenant, endpoint)
+    assert delivery["attempts"] == 1 and delivery["last_error"] == "x" * 500
+
+
+def test_an_endpoint_deleted_while_it_is_changed_is_not_found(
+    app, client, tenant, receiver, monkeypatch
+):
+    from ingest.services import webhooks as service
+
+    endpoint = add_endpoint(client, tenant, receiver.url)
+
+    def deleted_meanwhile(url):
+        with app.app_context(), db.engine.begin() as connection:
+            connection.execute(text("DELETE FROM webhook_endpoints"))
+
+    monkeypatch.setattr(service, "_check_url", deleted_meanwhile)
+    response = client.patch(
+        f"/api/v1/webhooks/{endpoint['id']}", json={"url": receiver.url}, headers=tenant["headers"]
+    )
+    assert response.status_code == 404, response.get_json()
+
+
+def test_concurrent_rotations_each_answer_a_secret_that_was_stored(make_app, receiver):
+    app = make_app(**QUICK)
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    answers = []
+
+    def rotate():
+        response = app.test_client().post(
+            f"/api/v1/webhooks/{endpoint['id']}/rotate-secret", headers=tenant["headers"]
+        )
+        answers.append(response.get_json()["secret"])
+
+    threads = [threading.Thread(target=rotate) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with app.app_context():
+        stored = db.session.execute(
+            select(WebhookEndpoint.secret, WebhookEndpoint.previous_secret)
+        ).one()
+    assert len(set(answers)) == 6
+    assert stored.secret in answers and stored.previous_secret in answers

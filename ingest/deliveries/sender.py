@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from ..extensions import green_process
-from .addresses import AddressRefused, check_url, is_public, resolve
+from .addresses import NOT_PUBLIC, AddressRefused, check_url, is_public, resolve
 
 RESPONSE_KEPT_BYTES = 4096
 # How long a resolved address is used before the name is resolved again.
@@ -107,14 +107,11 @@ class Sender:
             return cached[1]
         try:
             addresses = resolve(host, port)
-        except OSError as error:
+        except (OSError, UnicodeError) as error:
             raise AddressRefused(f"{host} does not resolve: {error}.") from None
         allowed = [a for a in addresses if self.allow_private or is_public(a)]
         if not allowed:
-            raise AddressRefused(
-                f"{host} resolves to {addresses[0]}, which is not a public address; "
-                "webhooks are sent to public addresses only."
-            )
+            raise AddressRefused(NOT_PUBLIC.format(host=host))
         self._resolved[(host, port)] = (now + RESOLVED_FOR_SECONDS, str(allowed[0]))
         return str(allowed[0])
 

@@ -187,6 +187,7 @@ class Policy:
 
 
 GONE = 410
+ERROR_CHARS = WebhookDelivery.last_error.type.length
 GONE_REASON = "The endpoint answered 410 Gone."
 
 
@@ -204,7 +205,9 @@ def _row(result: Result, now: datetime, policy: Policy) -> dict:
         "b_claim": delivery.claim,
         "b_status": status,
         "b_code": outcome.status_code,
-        "b_error": outcome.error,
+        # Clipped to its column: PostgreSQL refuses longer, and a receiver (or its host
+        # name) chooses much of an error's text.
+        "b_error": outcome.error and outcome.error[:ERROR_CHARS],
         "b_response": outcome.response,
         "b_next": following,
         "b_delivered": now if status == SUCCEEDED else None,

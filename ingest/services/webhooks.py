@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from ..auth import HTTP_REFUSALS
 from ..deliveries import addresses, signing
@@ -30,6 +32,7 @@ endpoints = WebhookEndpoint.__table__
 REPLAY_BATCH = 5000
 DELETE_BATCH = 5000
 _DELIVERY_ID = re.compile(r"dlv_([0-9]{1,18})\Z")
+_ENDPOINT_ID = re.compile(r"wh_[A-Za-z0-9_-]{1,37}\Z")
 TEST_TYPE = "webhook.test"
 
 
@@ -51,6 +54,8 @@ def _check_url(url: str) -> None:
             return
         try:
             resolved = addresses.resolve(host, port)
+        except UnicodeError:
+            raise addresses.AddressRefused(f"{host} is not a valid host name.") from None
         except OSError:
             # Not in DNS yet is allowed: sends are checked against what it resolves to then.
             return
@@ -111,14 +116,20 @@ def list_endpoints(tenant_id: int) -> list[WebhookEndpoint]:
 
 def get_endpoint(tenant_id: int, public_id: str) -> WebhookEndpoint:
     """The tenant's endpoint; another tenant's looks exactly like a missing one."""
+    if not _ENDPOINT_ID.match(public_id):
+        raise _not_found(public_id)  # not one of ours (and never sent to the database)
     endpoint = db.session.scalar(
         select(WebhookEndpoint).where(
             WebhookEndpoint.public_id == public_id, WebhookEndpoint.tenant_id == tenant_id
         )
     )
     if endpoint is None:
-        raise NotFound(f"No webhook endpoint {public_id!r}.")
+        raise _not_found(public_id)
     return endpoint
+
+
+def _not_found(public_id: str) -> NotFound:
+    return NotFound(f"No webhook endpoint {public_id!r}.")
 
 
 def update_endpoint(tenant_id: int, public_id: str, fields: dict) -> WebhookEndpoint:
@@ -135,9 +146,21 @@ def update_endpoint(tenant_id: int, public_id: str, fields: dict) -> WebhookEndp
         endpoint.enabled, endpoint.disabled_reason, endpoint.failing_since = True, None, None
     elif fields.get("enabled") is False and endpoint.enabled:
         endpoint.enabled, endpoint.disabled_reason = False, "Disabled through the API."
-    db.session.commit()
+    _commit_unless_deleted(public_id, endpoint)
     _worker().endpoints_changed(tenant_id)
     return endpoint
+
+
+def _commit_unless_deleted(public_id: str, written) -> None:
+    """Commit the session's change to an endpoint; 404 if it was deleted meanwhile."""
+    try:
+        db.session.commit()
+        db.session.refresh(written)  # what the answer shows, read back
+    except (StaleDataError, IntegrityError, ObjectDeletedError, InvalidRequestError):
+        # The row went between reading and writing: an update matched nothing, a
+        # delivery queued for it failed its foreign key, or there is nothing to read back.
+        db.session.rollback()
+        raise _not_found(public_id) from None
 
 
 def delete_endpoint(tenant_id: int, public_id: str) -> None:
@@ -172,11 +195,22 @@ def rotate_secret(tenant_id: int, public_id: str) -> str:
     """A new secret; the one it replaces signs beside it for WEBHOOK_SECRET_GRACE_S."""
     endpoint = get_endpoint(tenant_id, public_id)
     grace = current_app.config["WEBHOOK_SECRET_GRACE_S"]
-    endpoint.previous_secret = endpoint.secret if grace else None
-    endpoint.previous_secret_until = utcnow() + timedelta(seconds=grace) if grace else None
-    endpoint.secret = signing.new_secret()
+    secret = signing.new_secret()
+    # One statement: the secret it replaces is the one stored at that moment, whatever
+    # a concurrent rotation did, and the answer is the secret written.
+    rotated = db.session.execute(
+        update(endpoints)
+        .where(endpoints.c.id == endpoint.id)
+        .values(
+            secret=secret,
+            previous_secret=endpoints.c.secret if grace else None,
+            previous_secret_until=utcnow() + timedelta(seconds=grace) if grace else None,
+        )
+    ).rowcount
     db.session.commit()
-    return endpoint.secret
+    if not rotated:
+        raise _not_found(public_id)
+    return secret
 
 
 # --- deliveries --------------------------------------------------------------------------------
@@ -209,7 +243,7 @@ def send_test(tenant_id: int, public_id: str) -> WebhookDelivery:
         created_at=now,
     )
     db.session.add(delivery)
-    db.session.commit()
+    _commit_unless_deleted(public_id, delivery)
     _worker().wake()
     return delivery
 
@@ -278,10 +312,13 @@ def replay(tenant_id: int, public_id: str, since: datetime) -> int:
             if not rows:
                 break
             now = utcnow()
-            connection.execute(
-                insert(deliveries),
-                [_pending(endpoint.id, tenant_id, row.event_id, now) for row in rows],
-            )
+            try:
+                connection.execute(
+                    insert(deliveries),
+                    [_pending(endpoint.id, tenant_id, row.event_id, now) for row in rows],
+                )
+            except IntegrityError:  # the endpoint was deleted meanwhile
+                raise _not_found(public_id) from None
         queued += len(rows)
         after = rows[-1].seq
         _worker().wake()

@@ -47,3 +47,18 @@ def test_the_worker_and_ingestion_write_side_by_side_without_locking_each_other_
         assert "database is locked" not in server.log()
     finally:
         receiver.close()
+
+
+def test_numeric_forms_of_private_addresses_are_refused_under_eventlet(live_server_factory):
+    """eventlet's resolver does not read "127.1" or "0x7f.1" as addresses (C's inet_aton
+    does), so they passed as names not in DNS yet."""
+    server = live_server_factory()
+    tenant = server.create_tenant("acme")
+    for host in ("127.1", "0x7f.1", "017700000001", "2130706433", "0177.0.0.1", "0", "127.0.0.1."):
+        response = requests.post(
+            server.url + "/api/v1/webhooks",
+            json={"url": f"http://{host}/hook"},
+            headers={"X-API-Key": tenant["api_key"]},
+            timeout=10,
+        )
+        assert response.status_code == 400, (host, response.json())
