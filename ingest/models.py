@@ -202,6 +202,7 @@ class WebhookEndpoint(db.Model):
 
 # Delivery states, as the API names them. An attempt in flight is still pending.
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+STATUSES = (PENDING, SUCCEEDED, FAILED)
 
 
 class WebhookDelivery(db.Model):
@@ -241,6 +242,6 @@ class WebhookDelivery(db.Model):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        # An endpoint's delivery log, newest first.
-        Index("ix_webhook_deliveries_endpoint_id", "endpoint_id", "id"),
+        # An endpoint's delivery log by status, newest first (and what pruning removes).
+        Index("ix_webhook_deliveries_endpoint_status", "endpoint_id", "status", "id"),
     )

@@ -923,3 +923,39 @@ def test_concurrent_rotations_each_answer_a_secret_that_was_stored(make_app, rec
         ).one()
     assert len(set(answers)) == 6
     assert stored.secret in answers and stored.previous_secret in answers
+
+
+def test_a_replay_waits_for_a_large_backlog_to_be_sent(app, client, tenant, receiver, monkeypatch):
+    from ingest.services import webhooks as service
+
+    monkeypatch.setattr(service, "REPLAY_WHEN_PENDING_BELOW", 3)
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t"}, {"type": "t"})
+    path = f"/api/v1/webhooks/{endpoint['id']}/replay"
+    since = {"since": "2000-01-01T00:00:00Z"}
+    assert client.post(path, json=since, headers=tenant["headers"]).get_json() == {"queued": 2}
+    refused = client.post(path, json=since, headers=tenant["headers"])
+    assert refused.status_code == 409 and "pending" in refused.get_json()["error"]["message"]
+    deliver(app)
+    assert client.post(path, json=since, headers=tenant["headers"]).status_code == 202
+
+
+def test_a_response_with_a_huge_head_is_a_failure_read_no_further(app, client, tenant, receiver):
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    receiver.extra_headers = {f"X-Fat-{n}": "x" * 60_000 for n in range(90)}
+    post_events(client, tenant, {"type": "t"})
+    deliver(app)
+    [delivery] = deliveries(client, tenant, endpoint)
+    assert delivery["status"] == "pending" and delivery["last_status_code"] is None
+    assert "line" in delivery["last_error"].lower()
+
+
+def test_without_http_clients_limits_the_defaults_stay(monkeypatch, caplog):
+    import http.client
+
+    from ingest.deliveries.sender import bound_response_headers
+
+    monkeypatch.delattr(http.client, "_MAXLINE")
+    with caplog.at_level("WARNING", logger="ingest.webhooks"):
+        assert bound_response_headers() is False
+    assert "not bounded" in caplog.text

@@ -11,6 +11,8 @@ Redirects are not followed; of the response, the status and the first 4 KiB are 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +29,41 @@ RESPONSE_KEPT_BYTES = 4096
 RESOLVED_FOR_SECONDS = 30.0
 # Receivers whose connections are kept; the least recently used beyond are closed.
 MAX_POOLS = 256
+
+
+# Of a response's head: lines, and characters a line (Python's own: 100 and 65,536).
+MAX_HEADER_LINES = 64
+MAX_HEADER_LINE = 8192
+
+log = logging.getLogger("ingest.webhooks")
+
+
+def bound_response_headers() -> bool:
+    """Bound the head of every response http.client reads, so a receiver's can't be 6 MB.
+
+    The body is read 4 KiB at most, but http.client reads a response's status line and
+    headers whole, up to 100 lines of 64 KiB each: twenty endpoints answering that way
+    took a server from 100 to 900 MB. The bounds are http.client's module constants, the
+    only place it has them; they are checked before use, and without them the defaults
+    stay (logged either way). True if bounded.
+    """
+    lines, line = getattr(http.client, "_MAXHEADERS", None), getattr(http.client, "_MAXLINE", None)
+    if not (isinstance(lines, int) and isinstance(line, int)):
+        log.warning("webhook responses: header size not bounded (http.client has no limits)")
+        return False
+    http.client._MAXHEADERS = min(lines, MAX_HEADER_LINES)
+    http.client._MAXLINE = min(line, MAX_HEADER_LINE)
+    log.info(
+        "webhook responses: at most %d header lines of %d bytes",
+        http.client._MAXHEADERS,
+        http.client._MAXLINE,
+    )
+    return True
+
+
+# A receiver chooses what urllib3 warns about (malformed headers, with a traceback each):
+# its own errors are recorded on the delivery, not written to the server's log.
+logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

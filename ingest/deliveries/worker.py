@@ -29,7 +29,7 @@ from flask import Flask
 from ..extensions import db, socketio
 from ..models import utcnow
 from . import signing, store
-from .sender import Outcome, Sender
+from .sender import Outcome, Sender, bound_response_headers
 from .store import Claimed, Policy, Result, Target
 
 log = logging.getLogger("ingest.webhooks")
@@ -69,6 +69,7 @@ class DeliveryWorker:
         )
         self.poll_seconds = config["WEBHOOK_POLL_MS"] / 1000
         self.retention = timedelta(days=config["WEBHOOK_LOG_RETENTION_DAYS"])
+        bound_response_headers()
         self.sender = Sender(
             timeout=config["WEBHOOK_TIMEOUT_S"],
             concurrency=self.concurrency,

@@ -74,7 +74,9 @@ def upgrade():
         sqlite_where=sa.text("status = 'pending'"),
     )
     op.create_index(
-        "ix_webhook_deliveries_endpoint_id", "webhook_deliveries", ["endpoint_id", "id"]
+        "ix_webhook_deliveries_endpoint_status",
+        "webhook_deliveries",
+        ["endpoint_id", "status", "id"],
     )
 
 
