@@ -11,6 +11,8 @@ on a noisy machine:
   5. delivery  1 then 50 Socket.IO subscribers while ingesting 500 events/s
   6. idle      1,000 idle Socket.IO clients: server RSS per connection
   7. memory    server RSS while ingesting 1,000,000 events in batches of 1000
+  8. webhooks  deliveries/s to one endpoint, 201-to-receiver latency at 200 events/s,
+               single-event ingest with an endpoint against without (webhooks.py)
   +  the access log's cost: step 2 again on a server with LOG_LEVEL=INFO
 HTTP load comes from wrk (Lua POST script); subscribers are lean Socket.IO clients on
 uvloop (subscribers.py) spread over several processes. SQLite by default;
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import requests
 
+from tests.bench import webhooks
 from tests.bench.common import (
     BENCH_DIR,
     ROOT,
@@ -349,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the single-event path")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip, e.g. memory")
+    parser.add_argument(
+        "--webhooks-only", action="store_true", help="only step 8, the webhook targets"
+    )
     args = parser.parse_args(argv)
 
     if not shutil.which("wrk"):
@@ -382,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         # The access log's cost first, on its own server (LOG_LEVEL is read at start).
-        if "accesslog" not in skip:
+        if "accesslog" not in skip and not args.webhooks_only:
             server, _, _ = start_bench_server(database_url, args.mode, LOG_LEVEL="INFO")
             key = server.create_tenant("bench-log")["api_key"]
             events_url = server.url + "/api/v1/events"
@@ -390,8 +396,15 @@ def main(argv: list[str] | None = None) -> int:
             logged = wrk_summary(run_wrk(events_url, key, single_bodies, 32, seconds))
             server.stop()
             print(f"  single, LOG_LEVEL=INFO: {logged['events_per_s']:,.0f} events/s")
-        server, limits, echo_via = start_bench_server(database_url, args.mode)
+        # WEBHOOK_ALLOW_PRIVATE: step 8's receiver listens on loopback.
+        server, limits, echo_via = start_bench_server(
+            database_url, args.mode, WEBHOOK_ALLOW_PRIVATE="1"
+        )
         results["rate_limits"], results["ceiling_route"] = limits, echo_via
+        rounds = args.rounds or (3 if quick else 5)
+        if args.webhooks_only:
+            results["webhooks"] = webhooks.run(server, quick, seconds, rounds, label, args.profile)
+            return finish(results, f"{label}-webhooks")
         tenant = server.create_tenant("bench")
         key, tenant_id = tenant["api_key"], tenant["id"]
         live_key = server.create_tenant("bench-live")["api_key"]
@@ -399,12 +412,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run_wrk(server.url + ECHO_PATH, key, single_bodies, 32, 2)  # warm-up
         run_wrk(events_url, key, single_bodies, 32, 2)
-        rounds = ceiling_and_single(
-            server.url, key, single_bodies, seconds, args.rounds or (3 if quick else 5)
-        )
-        median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+        paired = ceiling_and_single(server.url, key, single_bodies, seconds, rounds)
+        median = sorted(paired, key=lambda r: r["ratio"])[len(paired) // 2]
         results["ceiling"], results["single"] = median["ceiling"], median["single"]
-        results["single_ratio_by_round"] = [r["ratio"] for r in rounds]
+        results["single_ratio_by_round"] = [r["ratio"] for r in paired]
         if "accesslog" not in skip:
             results["single_with_access_log"] = logged
         for size in (100, 1000):
@@ -426,12 +437,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"  5. delivery to {count}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, "
                     f"all received: {d['all_received']}"
                 )
+        if "webhooks" not in skip:
+            results["webhooks"] = webhooks.run(server, quick, seconds, rounds, label, args.profile)
         if "idle" not in skip:
             idle = idle_connections(server, live_key, idle_clients, max(2, idle_clients // 125))
             results["idle"] = idle
             print(f"  6. idle: {idle['kib_per_connection']} KiB per connection")
         if args.profile:
-            results["profile"] = profile(server, events_url, key, single_bodies, 20, label)
+            results["profile"] = profile(
+                server.pid, 20, label, lambda s: run_wrk(events_url, key, single_bodies, 32, s)
+            )
         if "memory" not in skip:
             memory = memory_growth(server, key, memory_events)
             results["memory"] = memory
@@ -440,9 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         drop_database(database_url)
+    return finish(results, label)
 
+
+def finish(results: dict, name: str) -> int:
     report(results)
-    path = write_results(f"ingest-{label}.json", results)
+    path = write_results(f"ingest-{name}.json", results)
     print(f"\nwrote {path.relative_to(ROOT)}")
     return 0
 
@@ -452,6 +470,30 @@ def _pf(ok: bool | None) -> str:
 
 
 def report(r: dict) -> None:
+    rows = _ingest_rows(r) if "ceiling" in r else []
+    if "webhooks" in r:
+        rows += webhooks.report_rows(r["webhooks"])
+    print(f"\n### ingest: {r['database']}, {r['mode']}{' (quick)' if r['quick'] else ''}\n")
+    print(f"load generator: {r['load_generator']}")
+    print(f"ceiling route: {r['ceiling_route']}; rate limits: {r['rate_limits']}\n")
+    print(markdown_table(["figure", "value", "ratio", "target", "result"], rows))
+    if "profile" in r:
+        _print_profile("single-event ingest", r["profile"])
+    for name, p in r.get("webhooks", {}).get("profiles", {}).items():
+        _print_profile(f"webhooks, {name.replace('_', ' ')}", p)
+
+
+def _print_profile(title: str, p: dict) -> None:
+    if "inclusive_pct" not in p:
+        print(f"\npy-spy, {title}: {p.get('error')}")
+        return
+    print(f"\npy-spy, {title} ({p['samples']} samples; raw stacks {p['raw']}):")
+    print(markdown_table(["function (inclusive)", "%"], p["inclusive_pct"][:25]))
+    print()
+    print(markdown_table(["function (self)", "%"], p["self_pct"][:15]))
+
+
+def _ingest_rows(r: dict) -> list[list[str]]:
     rows = []
     ceiling = r["ceiling"]["requests_per_s"]
     floor = r["floor"]["rows_per_s"]
@@ -562,16 +604,7 @@ def report(r: dict) -> None:
                 _pf(m["flat"] and not m["failures"]),
             ]
         )
-    print(f"\n### ingest: {r['database']}, {r['mode']}{' (quick)' if r['quick'] else ''}\n")
-    print(f"load generator: {r['load_generator']}")
-    print(f"ceiling route: {r['ceiling_route']}; rate limits: {r['rate_limits']}\n")
-    print(markdown_table(["figure", "value", "ratio", "target", "result"], rows))
-    if "profile" in r and "inclusive_pct" in r["profile"]:
-        p = r["profile"]
-        print(f"\npy-spy, single-event ingest ({p['samples']} samples; raw stacks {p['raw']}):")
-        print(markdown_table(["function (inclusive)", "%"], p["inclusive_pct"][:25]))
-        print()
-        print(markdown_table(["function (self)", "%"], p["self_pct"][:15]))
+    return rows
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -110,13 +111,16 @@ class KeepAliveClient:
 
 
 async def paced_ingest(url: str, api_key: str, rate: float, seconds: float, tag: str) -> dict:
-    """POST single events at ``rate``/s, each stamped with its send time; ids of the 201s."""
+    """POST single events at ``rate``/s, each stamped with its send time; ids of the 201s.
+
+    ``answered_at`` maps each id to the time.time() its 201 arrived.
+    """
     # Enough lanes that a slow answer delays no later send: 64 lanes keep 500/s up to
     # a 128 ms response time.
     total, lanes = int(rate * seconds), 64
     factory = EventFactory(seed=3)
     events = [factory.event() for _ in range(min(total, 2000))]
-    ids, statuses, answered_ms = [], Counter(), []
+    ids, statuses, answered_ms, answered_at = [], Counter(), [], {}
     headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
     clients = [KeepAliveClient(url, headers) for _ in range(lanes)]
     start = time.monotonic() + 0.1
@@ -133,8 +137,10 @@ async def paced_ingest(url: str, api_key: str, rate: float, seconds: float, tag:
             status, body = await client.post(json.dumps(event).encode())
             statuses[status] += 1
             if status == 201:
-                ids.append(json.loads(body)["id"])
-                answered_ms.append((time.time() - sent) * 1000)
+                answered = time.time()
+                ids.append(event_id := json.loads(body)["id"])
+                answered_at[event_id] = answered
+                answered_ms.append((answered - sent) * 1000)
 
     try:
         await asyncio.gather(*(lane(k) for k in range(lanes)))
@@ -148,14 +154,15 @@ async def paced_ingest(url: str, api_key: str, rate: float, seconds: float, tag:
         "rate": total / elapsed,
         "elapsed": elapsed,
         "answered": answered_ms,
+        "answered_at": answered_at,
     }
 
 
 # --- profiling -------------------------------------------------------------------------------
 
 
-def profile(server, url: str, api_key: str, bodies: list[str], seconds: float, label: str):
-    """py-spy samples of the server (on-CPU, holding the GIL) under single-event load."""
+def profile(pid: int, seconds: float, label: str, load: Callable[[float], object]) -> dict:
+    """py-spy samples of a process (on-CPU, holding the GIL) while ``load(seconds - 2)`` runs."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         return {"error": "py-spy missing: .venv/bin/pip install py-spy==0.4.3"}
@@ -166,7 +173,7 @@ def profile(server, url: str, api_key: str, bodies: list[str], seconds: float, l
             py_spy,
             "record",
             "--pid",
-            str(server.pid),
+            str(pid),
             "--duration",
             str(int(seconds)),
             "--rate",
@@ -184,7 +191,7 @@ def profile(server, url: str, api_key: str, bodies: list[str], seconds: float, l
         text=True,
     )
     time.sleep(1)
-    run_wrk(url, api_key, bodies, 32, seconds - 2)
+    load(seconds - 2)
     spy.wait(timeout=seconds + 60)
     if not raw.exists():
         return {"error": spy.stderr.read()}
