@@ -233,22 +233,34 @@ def latency(server, receiver, endpoint, rate: float, seconds: float) -> dict:
 
 
 def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: float, rounds: int):
-    """Rounds of: the endpoint disabled, a wrk run; enabled, a wrk run; its backlog drained."""
+    """Rounds of: the endpoint disabled, a wrk run; enabled, a wrk run; its backlog drained.
+
+    Besides the rates, the server's CPU per stored event: without, over the run; with,
+    over the run and the drain after it, so it holds every delivery's cost. On a
+    machine where others run too, their ratio says what the rates would be if the
+    server had a core of its own (CPU-bound both ways).
+    """
     url = server.url + "/api/v1/events"
     key = endpoint.api_key
     results = []
     for number in range(1, rounds + 1):
         endpoint.enable(False)
+        cpu_before = server.cpu_seconds()
         without = wrk_summary(run_wrk(url, key, bodies, 32, seconds))
+        cpu_without = server.cpu_seconds() - cpu_before
         endpoint.enable(True)
         started = time.time()
-        server_cpu = server.cpu_seconds()
+        cpu_before = server.cpu_seconds()
         with_endpoint = wrk_summary(run_wrk(url, key, bodies, 32, seconds))
         ended = time.time()
-        server_cpu = server.cpu_seconds() - server_cpu
+        server_cpu = server.cpu_seconds() - cpu_before
         stored = with_endpoint["wrk"]["s201"]
         got = receiver.collect(stored, _drain_timeout(stored))
+        time.sleep(0.2)  # the last outcomes' recording
+        cpu_with = server.cpu_seconds() - cpu_before
         times = [at for _, at in got["arrivals"]]
+        cpu_us_without = 1e6 * cpu_without / max(without["wrk"]["s201"], 1)
+        cpu_us_with = 1e6 * cpu_with / max(stored, 1)
         during = sum(1 for at in times if at <= ended)
         ratio = round(with_endpoint["events_per_s"] / without["events_per_s"], 3)
         results.append(
@@ -260,6 +272,9 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
                 "delivered_during_run_per_s": round(during / (ended - started), 1),
                 "drained_after_s": round(max(times, default=ended) - ended, 2),
                 "server_cpu_pct_with": round(100 * server_cpu / (ended - started), 1),
+                "cpu_us_per_event_without": round(cpu_us_without),
+                "cpu_us_per_event_with": round(cpu_us_with),
+                "cpu_ratio": round(cpu_us_without / cpu_us_with, 3),
                 "expected": stored,
                 "received": got["distinct"],
                 "missing": max(0, stored - got["distinct"]),
@@ -270,10 +285,17 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
         print(
             f"  8c. round {number}: without {without['events_per_s']:,.0f}, with "
             f"{with_endpoint['events_per_s']:,.0f} events/s ({ratio:.2f} x); "
-            f"{during / max(stored, 1):.0%} delivered during the run"
+            f"{during / max(stored, 1):.0%} delivered during the run; server CPU per event "
+            f"{cpu_us_without:.0f} -> {cpu_us_with:.0f} us ({cpu_us_without / cpu_us_with:.2f} x)"
         )
     median = sorted(results, key=lambda r: r["ratio"])[len(results) // 2]
-    return {**median, "by_round": [r["ratio"] for r in results], "rounds": results}
+    cpu_ratios = sorted(r["cpu_ratio"] for r in results)
+    return {
+        **median,
+        "by_round": [r["ratio"] for r in results],
+        "cpu_ratio_median": cpu_ratios[len(cpu_ratios) // 2],
+        "rounds": results,
+    }
 
 
 # --- the steps together ------------------------------------------------------------------------
@@ -387,6 +409,15 @@ def report_rows(w: dict) -> list[list[str]]:
     )
     by_round = ", ".join(f"{x:.2f}" for x in i["by_round"])
     rows.append(["  ratio in each round (median shown)", by_round, "", "", ""])
+    rows.append(
+        [
+            "  server CPU per event, without -> with (delivery included)",
+            f"{i['cpu_us_per_event_without']} -> {i['cpu_us_per_event_with']} us",
+            f"{i['cpu_ratio_median']:.2f} x (median round)",
+            "",
+            "",
+        ]
+    )
     share = i["delivered_during_run"] / max(i["expected"], 1)
     rows.append(
         [
