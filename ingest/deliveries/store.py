@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, literal_column, select, update
+from sqlalchemy import delete, literal_column, select, update
 
 from ..models import FAILED, PENDING, SUCCEEDED, Event, WebhookDelivery, WebhookEndpoint
 from ..schemas import event_json
@@ -191,7 +191,8 @@ ERROR_CHARS = WebhookDelivery.last_error.type.length
 GONE_REASON = "The endpoint answered 410 Gone."
 
 
-def _row(result: Result, now: datetime, policy: Policy) -> dict:
+def _outcome(result: Result, now: datetime, policy: Policy) -> dict:
+    """The columns an attempt's outcome sets (attempts and claim aside)."""
     delivery, outcome = result.delivery, result.outcome
     following = None
     if outcome.succeeded:
@@ -201,40 +202,33 @@ def _row(result: Result, now: datetime, policy: Policy) -> dict:
         following = None if final else policy.next_attempt(delivery.attempts, now)
         status = PENDING if following is not None else FAILED
     return {
-        "b_id": delivery.id,
-        "b_claim": delivery.claim,
-        "b_status": status,
-        "b_code": outcome.status_code,
+        "status": status,
+        "last_status_code": outcome.status_code,
         # Clipped to its column: PostgreSQL refuses longer, and a receiver (or its host
         # name) chooses much of an error's text.
-        "b_error": outcome.error and outcome.error[:ERROR_CHARS],
-        "b_response": outcome.response,
-        "b_next": following,
-        "b_delivered": now if status == SUCCEEDED else None,
+        "last_error": outcome.error and outcome.error[:ERROR_CHARS],
+        "last_response": outcome.response,
+        "next_attempt_at": following,
+        "delivered_at": now if status == SUCCEEDED else None,
     }
-
-
-_RECORD = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.claim == bindparam("b_claim"))
-    .values(
-        status=bindparam("b_status"),
-        attempts=deliveries.c.attempts + 1,
-        last_status_code=bindparam("b_code"),
-        last_error=bindparam("b_error"),
-        last_response=bindparam("b_response"),
-        next_attempt_at=bindparam("b_next"),
-        delivered_at=bindparam("b_delivered"),
-        claim=None,
-    )
-)
 
 
 def record(connection, results: list[Result], now: datetime, policy: Policy) -> None:
     """Write the outcomes, and what they say of their endpoints (failing, gone)."""
     if not results:
         return
-    connection.execute(_RECORD, [_row(result, now, policy) for result in results])
+    # One UPDATE per distinct outcome, not one per delivery: a receiver's successes
+    # mostly read alike, and an executemany costs a round trip per row on psycopg2.
+    alike: dict[tuple, list[int]] = {}
+    for result in results:
+        key = (result.delivery.claim, *_outcome(result, now, policy).items())
+        alike.setdefault(key, []).append(result.delivery.id)
+    for (claim, *outcome), ids in alike.items():
+        connection.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_(ids), deliveries.c.claim == claim)
+            .values({**dict(outcome), "attempts": deliveries.c.attempts + 1, "claim": None})
+        )
     succeeded = {r.delivery.endpoint_id for r in results if r.outcome.succeeded}
     failing = {r.delivery.endpoint_id for r in results} - succeeded
     gone = {r.delivery.endpoint_id for r in results if r.outcome.status_code == GONE}

@@ -1,11 +1,12 @@
 """The delivery worker: claims due deliveries, sends them, records what happened.
 
 One dispatcher claims work a round at a time: for each enabled endpoint, up to
-CLAIM_ROUNDS x WEBHOOK_CONCURRENCY due deliveries minus what this worker already
-holds of it, under a lease long enough to send them all. Each endpoint has at most
-WEBHOOK_CONCURRENCY senders, so a slow or dead receiver holds only its own slots and
-never delays another endpoint's deliveries. A recorder writes outcomes in batches,
-one transaction for many, and wakes the dispatcher for more.
+CLAIM_ROUNDS x WEBHOOK_CONCURRENCY due deliveries minus what this worker has claimed
+of it and not sent yet, under a lease long enough to send them all. Each endpoint has
+at most WEBHOOK_CONCURRENCY senders, so a slow or dead receiver holds only its own
+slots and never delays another endpoint's deliveries. Senders wake the dispatcher for
+more once half of an endpoint's claim is sent, so the next claim overlaps the sending
+and the recording; a recorder writes outcomes in batches, one transaction for many.
 
 The dispatcher is woken when this process stores events for a tenant that has
 endpoints; otherwise it looks every WEBHOOK_POLL_MS for retries coming due and for
@@ -77,7 +78,7 @@ class DeliveryWorker:
             user_agent=user_agent(),
         )
         self._lock = threading.Lock()
-        self._held: dict[int, int] = defaultdict(int)  # claimed, outcome not yet written
+        self._held: dict[int, int] = defaultdict(int)  # claimed, not sent yet
         self._queued: dict[int, deque] = defaultdict(deque)
         self._senders: dict[int, int] = defaultdict(int)
         self._tenants_with_endpoints: set[int] = set()
@@ -213,20 +214,14 @@ class DeliveryWorker:
     def record(self, results: list[Result]) -> None:
         with self.app.app_context(), db.engine.begin() as connection:
             store.record(connection, results, utcnow(), self.policy)
-        self._release(results)
-
-    def _release(self, results: list[Result]) -> None:
-        with self._lock:
-            for result in results:
-                self._held[result.delivery.endpoint_id] -= 1
 
     def run_once(self) -> int:
         """Claim, send and record everything due now, in this thread; how many were sent."""
-        results = [
-            self.send(target, delivery)
-            for target, claimed in self.claim_round()
-            for delivery in claimed
-        ]
+        results = []
+        for target, claimed in self.claim_round():
+            for delivery in claimed:
+                results.append(self.send(target, delivery))
+                self._sent(target.id)
         self.record(results)
         return len(results)
 
@@ -272,4 +267,18 @@ class DeliveryWorker:
             except Exception as error:  # a bug, not the receiver: keep the lease's promise
                 log.exception("sending webhook delivery %s failed", delivery.id)
                 result = Result(delivery, Outcome(error=f"Internal error: {type(error).__name__}"))
+            self._sent(endpoint_id)
             self._results.put(result)
+
+    def _sent(self, endpoint_id: int) -> None:
+        """One claimed delivery sent: past half of a claim, the dispatcher claims more.
+
+        Not once it is recorded: waiting for the recorder as well held the next claim
+        until the whole cycle (claim, send, record) was over, and the senders idled
+        through both transactions (make bench: gaps of 20-40 ms, several a second).
+        """
+        with self._lock:
+            self._held[endpoint_id] -= 1
+            room = self._held[endpoint_id] <= self.claim_size // 2
+        if room:
+            self.wake()

@@ -11,6 +11,8 @@ on a noisy machine:
   5. delivery  1 then 50 Socket.IO subscribers while ingesting 500 events/s
   6. idle      1,000 idle Socket.IO clients: server RSS per connection
   7. memory    server RSS while ingesting 1,000,000 events in batches of 1000
+  8. webhooks  deliveries/s to one endpoint, 201-to-receiver latency at 200 events/s,
+               single-event ingest with an endpoint against without (webhooks.py)
   +  the access log's cost: step 2 again on a server with LOG_LEVEL=INFO
 HTTP load comes from wrk (Lua POST script); subscribers are lean Socket.IO clients on
 uvloop (subscribers.py) spread over several processes. SQLite by default;
@@ -21,10 +23,8 @@ Results: bench-results/ingest-<db>-<mode>[-quick].json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -33,10 +33,10 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
+from tests.bench import webhooks
 from tests.bench.common import (
     BENCH_DIR,
     ROOT,
@@ -49,61 +49,10 @@ from tests.bench.common import (
     write_results,
 )
 from tests.bench.data import EventFactory
+from tests.bench.load import paced_ingest, profile, run_wrk, wrk_summary, wrk_version
 from tests.databases import drop_database, is_postgres, new_database
 
 WRK_INSTALL = "wrk is missing: apt-get install -y wrk (Debian/Ubuntu package 'wrk')"
-
-
-# --- load generation -------------------------------------------------------------------------
-
-
-def wrk_version() -> str:
-    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
-    return (out.stdout + out.stderr).split("Copyright")[0].strip()
-
-
-def run_wrk(url: str, api_key: str, bodies: list[str], connections: int, seconds: float) -> dict:
-    """One bounded wrk run POSTing ``bodies`` in turn; the Lua script's summary."""
-    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
-        f.write("\n".join(bodies) + "\n")
-    try:
-        command = [
-            "wrk",
-            f"-t{min(2, connections)}",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout",
-            "30s",
-            "--latency",
-            "-s",
-            str(BENCH_DIR / "post.lua"),
-            url,
-            "--",
-            f.name,
-            api_key,
-        ]
-        out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    finally:
-        os.unlink(f.name)
-    match = re.search(r"^WRK_JSON (.*)$", out.stdout, re.M)
-    if not match:
-        raise RuntimeError(f"wrk failed:\n{out.stdout}\n{out.stderr}")
-    result = json.loads(match.group(1))
-    result["seconds"] = result["duration_us"] / 1e6
-    result["rps"] = result["s2xx"] / result["seconds"]
-    return result
-
-
-def wrk_summary(result: dict, per_request: int = 1) -> dict:
-    return {
-        "events_per_s": round(result["s201"] * per_request / result["seconds"], 1),
-        "requests_per_s": round(result["rps"], 1),
-        "p50_ms": result["latency_us"]["p50"] / 1000,
-        "p99_ms": result["latency_us"]["p99"] / 1000,
-        "non_2xx": result["sother"],
-        "socket_errors": sum(result["errors"].values()) - result["errors"]["status"],
-        "wrk": result,
-    }
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -252,84 +201,6 @@ class SubscriberPool:
         self.log.close()
 
 
-class KeepAliveClient:
-    """One HTTP/1.1 keep-alive connection doing one POST at a time, on asyncio streams.
-
-    The paced sender's own CPU comes out of the same two cores as the server's:
-    aiohttp cost 0.65-1.1 ms of CPU per request on a slow machine, this about half that.
-    """
-
-    def __init__(self, url: str, headers: dict[str, str]):
-        parts = urlsplit(url)
-        self.host, self.port, self.path = parts.hostname, parts.port, parts.path
-        self.head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.writer.write(
-            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.head}"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        status = int(head.split(" ", 2)[1])
-        length = re.search(r"(?im)^content-length:\s*(\d+)", head)
-        body = await self.reader.readexactly(int(length.group(1))) if length else b""
-        if re.search(r"(?im)^connection:\s*close", head):
-            self.close()
-        return status, body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-
-
-async def paced_ingest(url: str, api_key: str, rate: float, seconds: float, tag: str) -> dict:
-    """POST single events at ``rate``/s, each stamped with its send time; ids of the 201s."""
-    # Enough lanes that a slow answer delays no later send: 64 lanes keep 500/s up to
-    # a 128 ms response time.
-    total, lanes = int(rate * seconds), 64
-    factory = EventFactory(seed=3)
-    events = [factory.event() for _ in range(min(total, 2000))]
-    ids, statuses, answered_ms = [], Counter(), []
-    headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
-    clients = [KeepAliveClient(url, headers) for _ in range(lanes)]
-    start = time.monotonic() + 0.1
-
-    async def lane(first: int) -> None:
-        client = clients[first]
-        for i in range(first, total, lanes):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            event = events[i % len(events)]
-            event["metadata"]["bench_tag"] = tag
-            event["metadata"]["sent_at"] = sent = time.time()
-            status, body = await client.post(json.dumps(event).encode())
-            statuses[status] += 1
-            if status == 201:
-                ids.append(json.loads(body)["id"])
-                answered_ms.append((time.time() - sent) * 1000)
-
-    try:
-        await asyncio.gather(*(lane(k) for k in range(lanes)))
-    finally:
-        for client in clients:
-            client.close()
-    elapsed = time.monotonic() - start
-    return {
-        "ids": ids,
-        "statuses": dict(statuses),
-        "rate": total / elapsed,
-        "elapsed": elapsed,
-        "answered": answered_ms,
-    }
-
-
 def delivery(server, api_key: str, subscribers: int, processes: int, rate: float, seconds: float):
     import hashlib
 
@@ -468,69 +339,6 @@ def memory_growth(server, api_key: str, total: int) -> dict:
     }
 
 
-# --- profiling -------------------------------------------------------------------------------
-
-
-def profile(server, url: str, api_key: str, bodies: list[str], seconds: float, label: str):
-    """py-spy samples of the server (on-CPU, holding the GIL) under single-event load."""
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
-        return {"error": "py-spy missing: .venv/bin/pip install py-spy==0.4.3"}
-    raw = ROOT / "bench-results" / f"profile-{label}.txt"
-    raw.parent.mkdir(exist_ok=True)
-    spy = subprocess.Popen(
-        [
-            py_spy,
-            "record",
-            "--pid",
-            str(server.pid),
-            "--duration",
-            str(int(seconds)),
-            "--rate",
-            "200",
-            # Only samples that hold the GIL: time a greenlet spends waiting (in the
-            # hub's epoll, or on the GIL) otherwise shows up as if it were work.
-            "--gil",
-            "--format",
-            "raw",
-            "--output",
-            str(raw),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(1)
-    run_wrk(url, api_key, bodies, 32, seconds - 2)
-    spy.wait(timeout=seconds + 60)
-    if not raw.exists():
-        return {"error": spy.stderr.read()}
-    inclusive, own, total = Counter(), Counter(), 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count)
-        frames = [_frame_name(f) for f in stack.split(";")]
-        total += count
-        own[frames[-1]] += count
-        for name in set(frames):
-            inclusive[name] += count
-    share = lambda c: round(100 * c / total, 1)  # noqa: E731
-    return {
-        "samples": total,
-        "raw": str(raw.relative_to(ROOT)),
-        "inclusive_pct": [(n, share(c)) for n, c in inclusive.most_common(40)],
-        "self_pct": [(n, share(c)) for n, c in own.most_common(25)],
-    }
-
-
-def _frame_name(frame: str) -> str:
-    """'view (ingest/events.py:52)' -> 'view (ingest/events.py)'; site-packages shortened."""
-    frame = re.sub(r":\d+\)$", ")", frame.strip())
-    return re.sub(r"\(.*?site-packages/", "(", frame).replace(str(ROOT) + "/", "")
-
-
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -544,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the single-event path")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip, e.g. memory")
+    parser.add_argument(
+        "--webhooks-only", action="store_true", help="only step 8, the webhook targets"
+    )
     args = parser.parse_args(argv)
 
     if not shutil.which("wrk"):
@@ -577,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         # The access log's cost first, on its own server (LOG_LEVEL is read at start).
-        if "accesslog" not in skip:
+        if "accesslog" not in skip and not args.webhooks_only:
             server, _, _ = start_bench_server(database_url, args.mode, LOG_LEVEL="INFO")
             key = server.create_tenant("bench-log")["api_key"]
             events_url = server.url + "/api/v1/events"
@@ -585,8 +396,15 @@ def main(argv: list[str] | None = None) -> int:
             logged = wrk_summary(run_wrk(events_url, key, single_bodies, 32, seconds))
             server.stop()
             print(f"  single, LOG_LEVEL=INFO: {logged['events_per_s']:,.0f} events/s")
-        server, limits, echo_via = start_bench_server(database_url, args.mode)
+        # WEBHOOK_ALLOW_PRIVATE: step 8's receiver listens on loopback.
+        server, limits, echo_via = start_bench_server(
+            database_url, args.mode, WEBHOOK_ALLOW_PRIVATE="1"
+        )
         results["rate_limits"], results["ceiling_route"] = limits, echo_via
+        rounds = args.rounds or (3 if quick else 5)
+        if args.webhooks_only:
+            results["webhooks"] = webhooks.run(server, quick, seconds, rounds, label, args.profile)
+            return finish(results, f"{label}-webhooks")
         tenant = server.create_tenant("bench")
         key, tenant_id = tenant["api_key"], tenant["id"]
         live_key = server.create_tenant("bench-live")["api_key"]
@@ -594,12 +412,10 @@ def main(argv: list[str] | None = None) -> int:
 
         run_wrk(server.url + ECHO_PATH, key, single_bodies, 32, 2)  # warm-up
         run_wrk(events_url, key, single_bodies, 32, 2)
-        rounds = ceiling_and_single(
-            server.url, key, single_bodies, seconds, args.rounds or (3 if quick else 5)
-        )
-        median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+        paired = ceiling_and_single(server.url, key, single_bodies, seconds, rounds)
+        median = sorted(paired, key=lambda r: r["ratio"])[len(paired) // 2]
         results["ceiling"], results["single"] = median["ceiling"], median["single"]
-        results["single_ratio_by_round"] = [r["ratio"] for r in rounds]
+        results["single_ratio_by_round"] = [r["ratio"] for r in paired]
         if "accesslog" not in skip:
             results["single_with_access_log"] = logged
         for size in (100, 1000):
@@ -621,12 +437,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"  5. delivery to {count}: p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, "
                     f"all received: {d['all_received']}"
                 )
+        if "webhooks" not in skip:
+            results["webhooks"] = webhooks.run(server, quick, seconds, rounds, label, args.profile)
         if "idle" not in skip:
             idle = idle_connections(server, live_key, idle_clients, max(2, idle_clients // 125))
             results["idle"] = idle
             print(f"  6. idle: {idle['kib_per_connection']} KiB per connection")
         if args.profile:
-            results["profile"] = profile(server, events_url, key, single_bodies, 20, label)
+            results["profile"] = profile(
+                server.pid, 20, label, lambda s: run_wrk(events_url, key, single_bodies, 32, s)
+            )
         if "memory" not in skip:
             memory = memory_growth(server, key, memory_events)
             results["memory"] = memory
@@ -635,9 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         drop_database(database_url)
+    return finish(results, label)
 
+
+def finish(results: dict, name: str) -> int:
     report(results)
-    path = write_results(f"ingest-{label}.json", results)
+    path = write_results(f"ingest-{name}.json", results)
     print(f"\nwrote {path.relative_to(ROOT)}")
     return 0
 
@@ -647,6 +470,30 @@ def _pf(ok: bool | None) -> str:
 
 
 def report(r: dict) -> None:
+    rows = _ingest_rows(r) if "ceiling" in r else []
+    if "webhooks" in r:
+        rows += webhooks.report_rows(r["webhooks"])
+    print(f"\n### ingest: {r['database']}, {r['mode']}{' (quick)' if r['quick'] else ''}\n")
+    print(f"load generator: {r['load_generator']}")
+    print(f"ceiling route: {r['ceiling_route']}; rate limits: {r['rate_limits']}\n")
+    print(markdown_table(["figure", "value", "ratio", "target", "result"], rows))
+    if "profile" in r:
+        _print_profile("single-event ingest", r["profile"])
+    for name, p in r.get("webhooks", {}).get("profiles", {}).items():
+        _print_profile(f"webhooks, {name.replace('_', ' ')}", p)
+
+
+def _print_profile(title: str, p: dict) -> None:
+    if "inclusive_pct" not in p:
+        print(f"\npy-spy, {title}: {p.get('error')}")
+        return
+    print(f"\npy-spy, {title} ({p['samples']} samples; raw stacks {p['raw']}):")
+    print(markdown_table(["function (inclusive)", "%"], p["inclusive_pct"][:25]))
+    print()
+    print(markdown_table(["function (self)", "%"], p["self_pct"][:15]))
+
+
+def _ingest_rows(r: dict) -> list[list[str]]:
     rows = []
     ceiling = r["ceiling"]["requests_per_s"]
     floor = r["floor"]["rows_per_s"]
@@ -757,16 +604,7 @@ def report(r: dict) -> None:
                 _pf(m["flat"] and not m["failures"]),
             ]
         )
-    print(f"\n### ingest: {r['database']}, {r['mode']}{' (quick)' if r['quick'] else ''}\n")
-    print(f"load generator: {r['load_generator']}")
-    print(f"ceiling route: {r['ceiling_route']}; rate limits: {r['rate_limits']}\n")
-    print(markdown_table(["figure", "value", "ratio", "target", "result"], rows))
-    if "profile" in r and "inclusive_pct" in r["profile"]:
-        p = r["profile"]
-        print(f"\npy-spy, single-event ingest ({p['samples']} samples; raw stacks {p['raw']}):")
-        print(markdown_table(["function (inclusive)", "%"], p["inclusive_pct"][:25]))
-        print()
-        print(markdown_table(["function (self)", "%"], p["self_pct"][:15]))
+    return rows
 
 
 if __name__ == "__main__":
