@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -959,3 +960,84 @@ def test_without_http_clients_limits_the_defaults_stay(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="ingest.webhooks"):
         assert bound_response_headers() is False
     assert "not bounded" in caplog.text
+
+
+def test_a_tenant_with_many_endpoints_gets_a_tenants_share_of_the_claims(make_app, receiver):
+    app = make_app(**QUICK, WEBHOOK_CONCURRENCY=1)  # 4 per endpoint, 8 per tenant
+    client = app.test_client()
+    many, one = create_tenant(client, "many"), create_tenant(client, "one")
+    for _ in range(3):
+        add_endpoint(client, many, receiver.url)
+    add_endpoint(client, one, receiver.url)
+    post_events(client, many, *({"type": "t"} for _ in range(10)))
+    post_events(client, one, *({"type": "t"} for _ in range(10)))
+    claimed = app.extensions["webhook_worker"].claim_round()
+    by_tenant = {}
+    for target, deliveries_claimed in claimed:
+        by_tenant[target.tenant_id] = by_tenant.get(target.tenant_id, 0) + len(deliveries_claimed)
+    assert by_tenant == {many["id"]: 8, one["id"]: 4}
+
+
+def test_claimed_deliveries_follow_a_url_change_and_stop_when_disabled(make_app, receiver):
+    app = make_app(**QUICK, WEBHOOK_CONCURRENCY=1, WEBHOOK_POLL_MS=20)
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    moved = Receiver()
+    worker = app.extensions["webhook_worker"]
+    try:
+        endpoint = add_endpoint(client, tenant, receiver.url)
+        path = f"/api/v1/webhooks/{endpoint['id']}"
+        receiver.gate.clear()  # the first attempt hangs; three more wait behind it
+        post_events(client, tenant, *({"type": "t", "id": f"e{n}"} for n in range(4)))
+        worker.start()
+        receiver.wait_for(1)
+        client.patch(path, json={"url": moved.url}, headers=tenant["headers"])
+        time.sleep(1)  # many polls: the worker reads the endpoint again
+        receiver.gate.set()
+        moved.wait_for(3)
+        assert len(receiver.requests) == 1
+
+        moved.gate.clear()
+        post_events(client, tenant, *({"type": "t", "id": f"f{n}"} for n in range(4)))
+        moved.wait_for(4)
+        client.patch(path, json={"enabled": False}, headers=tenant["headers"])
+        time.sleep(1)
+        moved.gate.set()
+        time.sleep(0.3)
+        assert len(moved.requests) == 4  # the one in flight, none of those waiting
+    finally:
+        worker.stop()
+        receiver.gate.set()
+        moved.gate.set()
+        moved.close()
+
+
+def test_pruning_keeps_the_retention_period_and_every_pending_delivery(make_app, receiver):
+    app = make_app(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_RETRY_SCHEDULE=(3600.0,))
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    receiver.answers.extend([200, 410])
+    post_events(client, tenant, {"type": "t", "id": "old-ok"})
+    deliver(app)
+    post_events(client, tenant, {"type": "t", "id": "old-gone"})
+    deliver(app)  # 410: failed, and the endpoint disabled
+    client.patch(
+        f"/api/v1/webhooks/{endpoint['id']}", json={"enabled": True}, headers=tenant["headers"]
+    )
+    receiver.status = 500
+    post_events(client, tenant, {"type": "t", "id": "old-pending"})
+    deliver(app)
+    receiver.status = 200
+    post_events(client, tenant, {"type": "t", "id": "recent"})
+    deliver(app)
+    with app.app_context():
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.event_id != "recent")
+            .values(created_at=datetime.now(UTC) - timedelta(days=40))
+        )
+        db.session.commit()
+    assert app.extensions["webhook_worker"].prune() == 2
+    kept = {d["event_id"]: d["status"] for d in deliveries(client, tenant, endpoint)}
+    assert kept == {"old-pending": "pending", "recent": "succeeded"}

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, literal_column, select, update
+from sqlalchemy import delete, func, literal_column, select, update
 
 from ..models import FAILED, PENDING, SUCCEEDED, Event, WebhookDelivery, WebhookEndpoint
 from ..schemas import event_json
@@ -70,6 +70,15 @@ def due_endpoints(connection, now: datetime) -> list[Target]:
         .where(deliveries.c.next_attempt_at <= now)
         .exists()
     )
+    return _targets(connection, now, due)
+
+
+def enabled_targets(connection, ids: list[int], now: datetime) -> list[Target]:
+    """Those of these endpoints still enabled, as they are now (URL, secrets)."""
+    return _targets(connection, now, endpoints.c.id.in_(ids))
+
+
+def _targets(connection, now: datetime, which) -> list[Target]:
     rows = connection.execute(
         select(
             endpoints.c.id,
@@ -78,7 +87,7 @@ def due_endpoints(connection, now: datetime) -> list[Target]:
             endpoints.c.secret,
             endpoints.c.previous_secret,
             endpoints.c.previous_secret_until,
-        ).where(endpoints.c.enabled, due)
+        ).where(endpoints.c.enabled, which)
     )
     return [
         Target(
@@ -261,14 +270,53 @@ def disable(connection, which, reason: str) -> None:
     )
 
 
-def prune(connection, before: datetime, most: int) -> int:
-    """Remove up to ``most`` finished deliveries created before ``before``, oldest first."""
+def first_id_created_since(connection, when: datetime) -> int:
+    """The lowest delivery id created at or after ``when`` (past the last id if none).
+
+    Ids grow with created_at (both are set on insert), so a binary search over the
+    primary key finds it in a few dozen reads, where a filter on created_at would read
+    every delivery.
+    """
+    low, high = connection.execute(
+        select(func.min(deliveries.c.id), func.max(deliveries.c.id))
+    ).one()
+    if low is None:
+        return 0
+    high += 1
+    while low < high:
+        middle = (low + high) // 2
+        row = connection.execute(
+            select(deliveries.c.id, deliveries.c.created_at)
+            .where(deliveries.c.id >= middle)
+            .order_by(deliveries.c.id)
+            .limit(1)
+        ).first()
+        if row is None or row.id >= high:
+            high = middle
+        elif row.created_at < when:
+            low = row.id + 1
+        else:
+            high = row.id
+    return low
+
+
+def prune(connection, endpoint_id: int, status: str, below_id: int, most: int) -> int:
+    """Remove up to ``most`` of an endpoint's deliveries in ``status`` with ids below
+    ``below_id``: a range of the (endpoint_id, status, id) index, whatever else is there."""
     old = (
         select(deliveries.c.id)
-        .where(deliveries.c.status != PENDING, deliveries.c.created_at < before)
+        .where(
+            deliveries.c.endpoint_id == endpoint_id,
+            deliveries.c.status == status,
+            deliveries.c.id < below_id,
+        )
         .order_by(deliveries.c.id)
         .limit(most)
     )
     return connection.execute(
         delete(deliveries).where(deliveries.c.id.in_(old.scalar_subquery()))
     ).rowcount
+
+
+def endpoint_ids(connection) -> list[int]:
+    return list(connection.scalars(select(endpoints.c.id)))

@@ -28,20 +28,23 @@ from importlib.metadata import PackageNotFoundError, version
 from flask import Flask
 
 from ..extensions import db, socketio
-from ..models import utcnow
+from ..models import FAILED, SUCCEEDED, utcnow
 from . import signing, store
 from .sender import Outcome, Sender, bound_response_headers
 from .store import Claimed, Policy, Result, Target
 
 log = logging.getLogger("ingest.webhooks")
 
-# A worker holds at most this many rounds of concurrent sends per endpoint.
+# A worker holds at most this many rounds of concurrent sends per endpoint, and per
+# tenant (whatever its number of endpoints).
 CLAIM_ROUNDS = 4
+TENANT_CLAIM_ROUNDS = 8
 # Outcomes written per transaction, at most.
 RECORD_BATCH = 500
 # Between claim rounds, at least: wakeups during a round are served by the next one.
 MIN_ROUND_INTERVAL = 0.005
 PRUNE_EVERY_SECONDS = 3600
+PRUNE_FIRST_AFTER_SECONDS = 60
 # How often the tenants whose new events wake the worker are read again (endpoints made
 # on this node are added at once; on other nodes, the poll finds their work meanwhile).
 TENANT_REFRESH_SECONDS = 1.0
@@ -78,14 +81,19 @@ class DeliveryWorker:
             user_agent=user_agent(),
         )
         self._lock = threading.Lock()
-        self._held: dict[int, int] = defaultdict(int)  # claimed, not sent yet
-        self._queued: dict[int, deque] = defaultdict(deque)
+        self.tenant_claim_size = TENANT_CLAIM_ROUNDS * self.concurrency
+        # Claimed and not sent yet, by endpoint and by tenant.
+        self._held: dict[int, int] = defaultdict(int)
+        self._held_by_tenant: dict[int, int] = defaultdict(int)
+        # Claimed deliveries waiting for a sender, and whom to send them to (None: the
+        # endpoint was disabled or deleted since).
+        self._queued: dict[int, deque[Claimed]] = defaultdict(deque)
+        self._targets: dict[int, Target | None] = {}
         self._senders: dict[int, int] = defaultdict(int)
         self._tenants_with_endpoints: set[int] = set()
         self._wakeup = None
         self._results = None
         self._stopping = False
-        self._next_prune = 0.0
         self._next_tenant_refresh = 0.0
 
     # --- running ------------------------------------------------------------------------
@@ -98,6 +106,7 @@ class DeliveryWorker:
         self._stopping = False
         socketio.start_background_task(self._dispatch_forever)
         socketio.start_background_task(self._record_forever)
+        socketio.start_background_task(self._prune_forever)
         log.info("webhook delivery worker started")
 
     def join(self) -> None:
@@ -132,7 +141,6 @@ class DeliveryWorker:
             try:
                 for target, claimed in self.claim_round():
                     self._hand_to_senders(target, claimed)
-                self._prune_if_due()
             except Exception as error:
                 # The database is away: say so once, keep trying; nothing is lost, as
                 # pending deliveries stay in the database and leases run out.
@@ -184,18 +192,48 @@ class DeliveryWorker:
             if time.monotonic() >= self._next_tenant_refresh:
                 self._next_tenant_refresh = time.monotonic() + TENANT_REFRESH_SECONDS
                 self._tenants_with_endpoints = store.tenants_with_endpoints(connection)
-            for target in store.due_endpoints(connection, now):
-                room = self.claim_size - self._held[target.id]
-                if room <= 0:
-                    continue
-                claimed = store.claim(connection, target.id, room, now, now + self.lease, token)
+            due = store.due_endpoints(connection, now)
+            self._refresh_targets(connection, due, now)
+            for target in due:
+                claimed = store.claim(
+                    connection, target.id, self._room(target), now, now + self.lease, token
+                )
                 if claimed:
                     work.append((target, claimed))
+                    self._hold(target, len(claimed))
             store.attach_bodies(connection, [d for _, claimed in work for d in claimed])
-        with self._lock:
-            for target, claimed in work:
-                self._held[target.id] += len(claimed)
         return work
+
+    def _room(self, target: Target) -> int:
+        """How many more deliveries of this endpoint this worker may claim now.
+
+        At most CLAIM_ROUNDS rounds of concurrent sends per endpoint, and per tenant
+        TENANT_CLAIM_ROUNDS, whatever its number of endpoints: a tenant's twenty
+        endpoints get the share of two, and other tenants' deliveries theirs.
+        """
+        with self._lock:
+            endpoint = self.claim_size - self._held[target.id]
+            tenant = self.tenant_claim_size - self._held_by_tenant[target.tenant_id]
+        return max(min(endpoint, tenant), 0)
+
+    def _hold(self, target: Target, count: int) -> None:
+        with self._lock:
+            self._held[target.id] += count
+            self._held_by_tenant[target.tenant_id] += count
+
+    def _refresh_targets(self, connection, due: list[Target], now) -> None:
+        """Send to endpoints as they are now: claimed deliveries waiting for a sender
+        follow a URL or secret change, and are dropped for an endpoint disabled or
+        deleted meanwhile (their lease runs out; they stay pending, or went with it)."""
+        fresh = {target.id: target for target in due}
+        with self._lock:
+            waiting = [e for e, queued in self._queued.items() if queued and e not in fresh]
+        if waiting:
+            fresh |= {t.id: t for t in store.enabled_targets(connection, waiting, now)}
+        with self._lock:
+            for endpoint_id in waiting:
+                self._targets[endpoint_id] = fresh.get(endpoint_id)
+            self._targets.update((target.id, target) for target in due)
 
     def send(self, target: Target, delivery: Claimed) -> Result:
         if delivery.body is None:
@@ -221,34 +259,52 @@ class DeliveryWorker:
         for target, claimed in self.claim_round():
             for delivery in claimed:
                 results.append(self.send(target, delivery))
-                self._sent(target.id)
+                self._sent(delivery)
         self.record(results)
         return len(results)
 
     def prune(self) -> int:
-        """Remove finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS, in batches."""
-        before, removed = utcnow() - self.retention, 0
-        while True:
-            with self.app.app_context(), db.engine.begin() as connection:
-                batch = store.prune(connection, before, PRUNE_BATCH)
-            removed += batch
-            if batch < PRUNE_BATCH:
-                return removed
-            socketio.sleep(0)  # let ingestion in between batches
+        """Remove finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS, in batches.
 
-    def _prune_if_due(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY_SECONDS
-            removed = self.prune()
-            if removed:
-                log.info("pruned %d webhook deliveries older than %s", removed, self.retention)
+        Endpoint by endpoint and status by status, below the first id of the period
+        kept: each batch is a range of an index, however many pending deliveries (which
+        stay, whatever their age) lie among them.
+        """
+        with self.app.app_context(), db.engine.connect() as connection:
+            below = store.first_id_created_since(connection, utcnow() - self.retention)
+            endpoint_ids = store.endpoint_ids(connection)
+        removed = 0
+        for endpoint_id in endpoint_ids:
+            for status in (SUCCEEDED, FAILED):
+                while True:
+                    with self.app.app_context(), db.engine.begin() as connection:
+                        batch = store.prune(connection, endpoint_id, status, below, PRUNE_BATCH)
+                    removed += batch
+                    socketio.sleep(0)  # let ingestion and deliveries in between batches
+                    if batch < PRUNE_BATCH:
+                        break
+        return removed
+
+    def _prune_forever(self) -> None:
+        """Pruning as a task of its own: a long one never holds up claims."""
+        wait = PRUNE_FIRST_AFTER_SECONDS  # soon after a start: servers restart often
+        while not self._stopping:
+            socketio.sleep(wait)
+            wait = PRUNE_EVERY_SECONDS
+            try:
+                removed = self.prune()
+            except Exception as error:
+                log.warning("pruning webhook deliveries failed: %s", error)
+            else:
+                if removed:
+                    log.info("pruned %d webhook deliveries older than %s", removed, self.retention)
 
     # --- senders ------------------------------------------------------------------------
 
     def _hand_to_senders(self, target: Target, claimed: list[Claimed]) -> None:
         with self._lock:
-            self._queued[target.id].extend((target, delivery) for delivery in claimed)
+            self._targets[target.id] = target
+            self._queued[target.id].extend(claimed)
             wanted = min(self.concurrency, len(self._queued[target.id])) - self._senders[target.id]
             self._senders[target.id] += max(wanted, 0)
         for _ in range(wanted):
@@ -261,16 +317,20 @@ class DeliveryWorker:
                 if not queued:
                     self._senders[endpoint_id] -= 1
                     return
-                target, delivery = queued.popleft()
+                delivery = queued.popleft()
+                target = self._targets.get(endpoint_id)
+            if target is None:  # disabled or deleted since it was claimed: not sent
+                self._sent(delivery)
+                continue
             try:
                 result = self.send(target, delivery)
             except Exception as error:  # a bug, not the receiver: keep the lease's promise
                 log.exception("sending webhook delivery %s failed", delivery.id)
                 result = Result(delivery, Outcome(error=f"Internal error: {type(error).__name__}"))
-            self._sent(endpoint_id)
+            self._sent(delivery)
             self._results.put(result)
 
-    def _sent(self, endpoint_id: int) -> None:
+    def _sent(self, delivery: Claimed) -> None:
         """One claimed delivery sent: past half of a claim, the dispatcher claims more.
 
         Not once it is recorded: waiting for the recorder as well held the next claim
@@ -278,7 +338,8 @@ class DeliveryWorker:
         through both transactions (make bench: gaps of 20-40 ms, several a second).
         """
         with self._lock:
-            self._held[endpoint_id] -= 1
-            room = self._held[endpoint_id] <= self.claim_size // 2
+            self._held[delivery.endpoint_id] -= 1
+            self._held_by_tenant[delivery.tenant_id] -= 1
+            room = self._held[delivery.endpoint_id] <= self.claim_size // 2
         if room:
             self.wake()
