@@ -14,6 +14,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
+# `flask --app wsgi <command>`: the operators' commands, run as they would be.
+FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
 
 
 def free_port() -> int:
@@ -46,11 +48,7 @@ class LiveServer:
 
     def migrate(self) -> None:
         subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
+            [*FLASK, "db", "upgrade"], cwd=ROOT, env=self.env, check=True, capture_output=True
         )
 
     def start(self, migrate: bool = True) -> LiveServer:
@@ -79,6 +77,12 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a node dies; start() runs it again."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
