@@ -220,6 +220,8 @@ def _one_writer_at_a_time(engine) -> None:
 
     dialect.do_commit = ending(dialect.do_commit)
     dialect.do_rollback = ending(dialect.do_rollback)
+    # A connection closed mid-transaction (its greenlet killed, say) ends its turn too.
+    dialect.do_close = ending(dialect.do_close)
 
 
 def _unicode_lower(value):
