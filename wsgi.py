@@ -32,6 +32,8 @@ if SERVING:
     realtime.start_sweeping_unjoined(app)
     if app.config["WEBHOOK_WORKER"]:
         app.extensions["webhook_worker"].start()
+    else:
+        app.logger.info("WEBHOOK_WORKER is off: webhooks are delivered by workers elsewhere")
 
 # What exists now (modules, the app and its extensions: ~140k objects) lives as long as
 # the process. Freezing it keeps the cyclic GC's full collections from walking all of it:

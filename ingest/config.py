@@ -48,7 +48,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    # A typo ("enabled") must not quietly mean false: WEBHOOK_WORKER=enabled would stop
+    # delivery.
+    raise ConfigError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
 def _seconds_list(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:

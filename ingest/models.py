@@ -244,4 +244,6 @@ class WebhookDelivery(db.Model):
         ),
         # An endpoint's delivery log by status, newest first (and what pruning removes).
         Index("ix_webhook_deliveries_endpoint_status", "endpoint_id", "status", "id"),
+        # Ids are never reused (the API shows them, and logs name them).
+        {"sqlite_autoincrement": True},
     )

@@ -45,3 +45,13 @@ def test_redis_url_switches_limiter_and_queue(tmp_path):
 def test_malformed_settings_are_refused_with_their_name(tmp_path, env):
     with pytest.raises(ConfigError, match=next(iter(env))):
         load_config(str(tmp_path), env=env)
+
+
+def test_a_boolean_setting_that_is_neither_true_nor_false_is_refused(tmp_path):
+    import pytest
+
+    from ingest.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="WEBHOOK_WORKER"):
+        load_config(str(tmp_path), {"WEBHOOK_WORKER": "enabled", "ADMIN_TOKEN": "a" * 32})
+    assert load_config(str(tmp_path), {"WEBHOOK_WORKER": "off"})["WEBHOOK_WORKER"] is False

@@ -1041,3 +1041,32 @@ def test_pruning_keeps_the_retention_period_and_every_pending_delivery(make_app,
     assert app.extensions["webhook_worker"].prune() == 2
     kept = {d["event_id"]: d["status"] for d in deliveries(client, tenant, endpoint)}
     assert kept == {"old-pending": "pending", "recent": "succeeded"}
+
+
+def test_delivery_ids_are_never_reused(app, client, tenant, receiver):
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t"})
+    [first] = deliveries(client, tenant, endpoint)
+    client.delete(f"/api/v1/webhooks/{endpoint['id']}", headers=tenant["headers"])
+    again = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t"})
+    [second] = deliveries(client, tenant, again)
+    assert int(second["id"].removeprefix("dlv_")) > int(first["id"].removeprefix("dlv_"))
+
+
+def test_the_reason_an_endpoint_was_disabled_reads_as_a_duration(make_app, receiver):
+    app = make_app(**QUICK, WEBHOOK_DISABLE_AFTER_S=8)
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    receiver.status = 500
+    post_events(client, tenant, {"type": "t"})
+    deliver(app)
+    with app.app_context():
+        db.session.execute(
+            update(WebhookEndpoint).values(failing_since=datetime.now(UTC) - timedelta(hours=1))
+        )
+        db.session.commit()
+    deliver(app)
+    shown = client.get(f"/api/v1/webhooks/{endpoint['id']}", headers=tenant["headers"]).get_json()
+    assert shown["disabled_reason"] == "Every delivery failed for 8 s."

@@ -45,7 +45,7 @@ def bound_response_headers() -> bool:
     headers whole, up to 100 lines of 64 KiB each: twenty endpoints answering that way
     took a server from 100 to 900 MB. The bounds are http.client's module constants, the
     only place it has them; they are checked before use, and without them the defaults
-    stay (logged either way). True if bounded.
+    stay (a warning says so; a worker's start says which). True if bounded.
     """
     lines, line = getattr(http.client, "_MAXHEADERS", None), getattr(http.client, "_MAXLINE", None)
     if not (isinstance(lines, int) and isinstance(line, int)):
@@ -53,11 +53,6 @@ def bound_response_headers() -> bool:
         return False
     http.client._MAXHEADERS = min(lines, MAX_HEADER_LINES)
     http.client._MAXLINE = min(line, MAX_HEADER_LINE)
-    log.info(
-        "webhook responses: at most %d header lines of %d bytes",
-        http.client._MAXHEADERS,
-        http.client._MAXLINE,
-    )
     return True
 
 

@@ -256,10 +256,19 @@ def record(connection, results: list[Result], now: datetime, policy: Policy) -> 
         disable(
             connection,
             endpoints.c.id.in_(failing) & (endpoints.c.failing_since <= now - policy.disable_after),
-            f"Every delivery failed for {policy.disable_after.total_seconds() / 86400:g} days.",
+            f"Every delivery failed for {_duration(policy.disable_after)}.",
         )
     if gone:
         disable(connection, endpoints.c.id.in_(gone), GONE_REASON)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} s"
 
 
 def disable(connection, which, reason: str) -> None:

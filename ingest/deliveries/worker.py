@@ -30,7 +30,13 @@ from flask import Flask
 from ..extensions import db, socketio
 from ..models import FAILED, SUCCEEDED, utcnow
 from . import signing, store
-from .sender import Outcome, Sender, bound_response_headers
+from .sender import (
+    MAX_HEADER_LINE,
+    MAX_HEADER_LINES,
+    Outcome,
+    Sender,
+    bound_response_headers,
+)
 from .store import Claimed, Policy, Result, Target
 
 log = logging.getLogger("ingest.webhooks")
@@ -73,7 +79,7 @@ class DeliveryWorker:
         )
         self.poll_seconds = config["WEBHOOK_POLL_MS"] / 1000
         self.retention = timedelta(days=config["WEBHOOK_LOG_RETENTION_DAYS"])
-        bound_response_headers()
+        self.headers_bounded = bound_response_headers()
         self.sender = Sender(
             timeout=config["WEBHOOK_TIMEOUT_S"],
             concurrency=self.concurrency,
@@ -107,7 +113,17 @@ class DeliveryWorker:
         socketio.start_background_task(self._dispatch_forever)
         socketio.start_background_task(self._record_forever)
         socketio.start_background_task(self._prune_forever)
-        log.info("webhook delivery worker started")
+        log.info(
+            "webhook delivery worker started; response heads %s",
+            f"bounded to {MAX_HEADER_LINES} lines of {MAX_HEADER_LINE} bytes"
+            if self.headers_bounded
+            else "unbounded (http.client's limits not found)",
+        )
+        if self.sender.allow_private:
+            log.warning(
+                "WEBHOOK_ALLOW_PRIVATE is on: tenants' webhooks can reach loopback and "
+                "private networks (for development only)"
+            )
 
     def join(self) -> None:
         """Wait until stop() (the CLI's worker: the background tasks are daemons)."""

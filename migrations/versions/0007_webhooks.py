@@ -65,6 +65,7 @@ def upgrade():
         sa.Column("claim", sa.String(32), nullable=True),
         sa.Column("created_at", WHEN, nullable=False),
         sa.Column("delivered_at", WHEN, nullable=True),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         "ix_webhook_deliveries_due",
