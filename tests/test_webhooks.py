@@ -1070,3 +1070,23 @@ def test_the_reason_an_endpoint_was_disabled_reads_as_a_duration(make_app, recei
     deliver(app)
     shown = client.get(f"/api/v1/webhooks/{endpoint['id']}", headers=tenant["headers"]).get_json()
     assert shown["disabled_reason"] == "Every delivery failed for 8 s."
+
+
+def test_a_claim_round_that_fails_holds_nothing_back(app, client, tenant, receiver, monkeypatch):
+    """A database blip mid-round must not leave the endpoint's room taken for good."""
+    from sqlalchemy.exc import OperationalError
+
+    from ingest.deliveries import store
+
+    add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, *({"type": "t"} for _ in range(50)))
+    worker = app.extensions["webhook_worker"]
+
+    def blip(connection, claimed):
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "attach_bodies", blip)
+        with pytest.raises(OperationalError):
+            worker.claim_round()
+    assert deliver(app) == worker.claim_size  # the whole claim, as if the blip never was

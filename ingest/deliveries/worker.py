@@ -210,17 +210,20 @@ class DeliveryWorker:
                 self._tenants_with_endpoints = store.tenants_with_endpoints(connection)
             due = store.due_endpoints(connection, now)
             self._refresh_targets(connection, due, now)
+            this_round: dict[int, int] = defaultdict(int)  # claimed now, by tenant
             for target in due:
-                claimed = store.claim(
-                    connection, target.id, self._room(target), now, now + self.lease, token
-                )
+                room = self._room(target, this_round[target.tenant_id])
+                claimed = store.claim(connection, target.id, room, now, now + self.lease, token)
                 if claimed:
                     work.append((target, claimed))
-                    self._hold(target, len(claimed))
+                    this_round[target.tenant_id] += len(claimed)
             store.attach_bodies(connection, [d for _, claimed in work for d in claimed])
+        # Held once the claims are committed: a round that failed claimed nothing.
+        for target, claimed in work:
+            self._hold(target, len(claimed))
         return work
 
-    def _room(self, target: Target) -> int:
+    def _room(self, target: Target, tenant_claimed_now: int) -> int:
         """How many more deliveries of this endpoint this worker may claim now.
 
         At most CLAIM_ROUNDS rounds of concurrent sends per endpoint, and per tenant
@@ -229,7 +232,9 @@ class DeliveryWorker:
         """
         with self._lock:
             endpoint = self.claim_size - self._held[target.id]
-            tenant = self.tenant_claim_size - self._held_by_tenant[target.tenant_id]
+            tenant = (
+                self.tenant_claim_size - self._held_by_tenant[target.tenant_id] - tenant_claimed_now
+            )
         return max(min(endpoint, tenant), 0)
 
     def _hold(self, target: Target, count: int) -> None:
