@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from .extensions import db, socketio
 from .models import SEARCH_INDEXES
+from .outages import Outage
 
 log = logging.getLogger("ingest.maintenance")
 
@@ -102,19 +103,17 @@ def start(app: Flask) -> None:
 
 
 def _update_forever(app: Flask, interval: float) -> None:
-    failing = False
+    # The database away (ingestion answers 503 meanwhile): said once each way; queued
+    # events stay queued, and searches scan them meanwhile.
+    outage = Outage(
+        log, "updating the search index failed: %s", "updating the search index works again"
+    )
     while True:
         socketio.sleep(interval)
         try:
             with app.app_context():
                 update_search_index()
         except Exception as error:
-            # The database is away (ingestion answers 503 meanwhile): say so once and
-            # keep trying; queued events stay queued, and searches scan them meanwhile.
-            if not failing:
-                log.warning("updating the search index failed: %s", error)
-            failing = True
+            outage.failed(error)
         else:
-            if failing:
-                log.info("updating the search index works again")
-            failing = False
+            outage.succeeded()

@@ -29,6 +29,7 @@ from flask import Flask
 
 from ..extensions import db, socketio
 from ..models import FAILED, SUCCEEDED, utcnow
+from ..outages import Outage
 from . import signing, store
 from .sender import (
     MAX_HEADER_LINE,
@@ -148,7 +149,11 @@ class DeliveryWorker:
         self.wake()
 
     def _dispatch_forever(self) -> None:
-        failing = False
+        # The database away: said once each way; nothing is lost meanwhile, as pending
+        # deliveries stay in the database and leases run out.
+        outage = Outage(
+            log, "claiming webhook deliveries failed: %s", "claiming webhook deliveries works again"
+        )
         while not self._stopping:
             self._wakeup.wait(self.poll_seconds)
             self._wakeup.clear()
@@ -158,15 +163,9 @@ class DeliveryWorker:
                 for target, claimed in self.claim_round():
                     self._hand_to_senders(target, claimed)
             except Exception as error:
-                # The database is away: say so once, keep trying; nothing is lost, as
-                # pending deliveries stay in the database and leases run out.
-                if not failing:
-                    log.warning("claiming webhook deliveries failed: %s", error)
-                failing = True
+                outage.failed(error)
             else:
-                if failing:
-                    log.info("claiming webhook deliveries works again")
-                failing = False
+                outage.succeeded()
             socketio.sleep(MIN_ROUND_INTERVAL)
 
     def _record_forever(self) -> None:
