@@ -1073,3 +1073,26 @@ def test_a_claim_round_that_fails_holds_nothing_back(app, client, tenant, receiv
         with pytest.raises(OperationalError):
             worker.claim_round()
     assert deliver(app) == worker.claim_size  # the whole claim, as if the blip never was
+
+
+def test_an_outcome_that_cannot_be_written_does_not_hold_up_the_others(
+    app, client, tenant, receiver
+):
+    """One poisoned outcome in a batch: the others are written, it is left to its lease."""
+    from ingest.deliveries.sender import Outcome
+    from ingest.deliveries.store import Result
+
+    endpoint = add_endpoint(client, tenant, receiver.url)
+    post_events(client, tenant, {"type": "t", "id": "bad"}, {"type": "t", "id": "good"})
+    worker = app.extensions["webhook_worker"]
+    [(_target, claimed)] = worker.claim_round()
+    by_id = {delivery.event_id: delivery for delivery in claimed}
+    worker.record(
+        [
+            Result(by_id["bad"], Outcome(status_code=2**70)),  # no database stores this
+            Result(by_id["good"], Outcome(status_code=200)),
+        ]
+    )
+    shown = {d["event_id"]: d for d in deliveries(client, tenant, endpoint)}
+    assert shown["good"]["status"] == "succeeded"
+    assert (shown["bad"]["status"], shown["bad"]["attempts"]) == ("pending", 0)

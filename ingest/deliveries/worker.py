@@ -27,6 +27,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask
 
+from ..errors import database_unavailable
 from ..extensions import db, socketio
 from ..models import FAILED, SUCCEEDED, utcnow
 from ..outages import Outage
@@ -189,8 +190,9 @@ class DeliveryWorker:
                 self.record(batch)
                 return
             except Exception as error:
-                # Unwritten, the deliveries stay leased; they are sent again if this
-                # process dies (at least once), never dropped.
+                # The database is away (record() writes around anything else): keep
+                # trying; meanwhile the deliveries stay leased, and are sent again if
+                # this process dies (at least once), never dropped.
                 log.warning(
                     "recording %d webhook outcome(s) failed, retrying: %s", len(batch), error
                 )
@@ -270,6 +272,26 @@ class DeliveryWorker:
         return Result(delivery, self.sender.post(target.url, headers, delivery.body))
 
     def record(self, results: list[Result]) -> None:
+        """Write the outcomes in one transaction, or apart if that fails.
+
+        A failure that is not the database being away is one outcome's doing, not its
+        neighbours': each is then written alone, and one that still fails is left to its
+        lease, which runs out and has it sent again (at least once; never dropped).
+        """
+        try:
+            self._write(results)
+        except Exception as error:
+            if database_unavailable(error) or len(results) == 1:
+                raise
+            for result in results:
+                try:
+                    self._write([result])
+                except Exception as alone:
+                    if database_unavailable(alone):
+                        raise
+                    log.exception("recording webhook delivery %s failed", result.delivery.id)
+
+    def _write(self, results: list[Result]) -> None:
         with self.app.app_context(), db.engine.begin() as connection:
             store.record(connection, results, utcnow(), self.policy)
 
