@@ -1,4 +1,8 @@
-"""Entry point: `python wsgi.py` (what `make run` and the Dockerfile run), at HOST and PORT."""
+"""Entry point: `python wsgi.py` (what `make run` and the Dockerfile run), at HOST and PORT.
+
+`python wsgi.py webhooks-worker` is the webhook delivery worker that a server starts
+beside itself (WEBHOOK_WORKER=process, ingest/deliveries/process.py).
+"""
 
 import gc
 import os
@@ -7,6 +11,7 @@ import sys
 # Under the flask CLI (`flask --app wsgi db upgrade`) Flask is already imported, and the
 # process runs a command rather than serving.
 SERVING = "flask" not in sys.modules
+DELIVERING = __name__ == "__main__" and sys.argv[1:] == ["webhooks-worker"]
 
 # Monkey-patching must come before anything imports socket, threading, redis or the DB
 # driver, so this one setting is read here rather than through ingest.config. Under the
@@ -22,15 +27,18 @@ if SERVING and (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventle
     eventlet.monkey_patch()
 
 from ingest import create_app, maintenance, realtime
+from ingest.deliveries import process
 from ingest.extensions import socketio
 
 # A CLI command serves nothing: threading mode spares it eventlet's import (and the
 # deprecation warning that import prints on every `make run`).
 app = create_app(None if SERVING else {"SOCKETIO_ASYNC_MODE": "threading"})
-if SERVING:
+if SERVING and not DELIVERING:
     maintenance.start(app)
     realtime.start_sweeping_unjoined(app)
-    if app.config["WEBHOOK_WORKER"]:
+    if app.config["WEBHOOK_WORKER"] == "process":
+        process.start_beside(app, os.path.abspath(__file__))
+    elif app.config["WEBHOOK_WORKER"] == "inline":
         app.extensions["webhook_worker"].start()
     else:
         app.logger.info("WEBHOOK_WORKER is off: webhooks are delivered by workers elsewhere")
@@ -94,5 +102,7 @@ def _serve_eventlet(host: str, port: int) -> None:
     )
 
 
-if __name__ == "__main__":
+if DELIVERING:
+    process.run_beside_server(app)
+elif __name__ == "__main__":
     serve()

@@ -14,8 +14,9 @@ def run_worker() -> None:
     """Deliver webhooks in this process until interrupted.
 
     Run as many as you like, on any nodes sharing the database: they share the work
-    without sending an attempt twice. Serving processes deliver too unless started with
-    WEBHOOK_WORKER=0.
+    without sending an attempt twice. Servers start a worker of their own unless started
+    with WEBHOOK_WORKER=off. Ctrl+C stops it once what it has claimed is sent and
+    recorded (up to WEBHOOK_TIMEOUT_S).
     """
     worker = current_app.extensions["webhook_worker"]
     worker.start()
@@ -23,7 +24,7 @@ def run_worker() -> None:
     try:
         worker.join()
     except KeyboardInterrupt:
-        worker.stop()
+        worker.finish()
 
 
 @webhooks_cli.command("prune")

@@ -58,6 +58,22 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be one of 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
+def _worker_mode(env: Mapping[str, str]) -> str:
+    """Where a server's webhook deliveries run: "process" (beside it), "inline" or "off".
+
+    The switch words of earlier versions still work: on means the default, off off.
+    """
+    raw = (env.get("WEBHOOK_WORKER") or "process").strip().lower()
+    if raw in {"process", "inline", "off"}:
+        return raw
+    try:
+        return "process" if _bool(env, "WEBHOOK_WORKER", True) else "off"
+    except ConfigError:
+        raise ConfigError(
+            f"WEBHOOK_WORKER must be one of process, inline or off, got {env['WEBHOOK_WORKER']!r}"
+        ) from None
+
+
 def _seconds_list(env: Mapping[str, str], name: str, default: str) -> tuple[float, ...]:
     raw = env.get(name) or default
     try:
@@ -261,9 +277,9 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "WEBHOOK_LOG_RETENTION_DAYS": _int(env, "WEBHOOK_LOG_RETENTION_DAYS", 30, minimum=1),
         # Receivers on loopback or private networks: for development and tests only.
         "WEBHOOK_ALLOW_PRIVATE": _bool(env, "WEBHOOK_ALLOW_PRIVATE", False),
-        # The delivery worker runs inside the server unless it runs as its own process
-        # (`flask --app wsgi webhooks worker`).
-        "WEBHOOK_WORKER": _bool(env, "WEBHOOK_WORKER", True),
+        # Where a server's deliveries run: in a process it starts beside itself, in its own
+        # process, or elsewhere (`flask --app wsgi webhooks worker`).
+        "WEBHOOK_WORKER": _worker_mode(env),
         # How often a worker looks for work it was not told of: retries coming due, and
         # events stored by other nodes.
         "WEBHOOK_POLL_MS": _int(env, "WEBHOOK_POLL_MS", 500, minimum=10),

@@ -15,7 +15,7 @@ def test_webhooks_commands_are_registered_with_help(app):
     assert result.exit_code == 0
     assert "worker" in result.output and "prune" in result.output
     worker_help = app.test_cli_runner().invoke(args=["webhooks", "worker", "--help"])
-    assert "WEBHOOK_WORKER=0" in worker_help.output
+    assert "WEBHOOK_WORKER=off" in worker_help.output
 
 
 def test_prune_removes_old_finished_deliveries(make_app):

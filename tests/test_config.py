@@ -52,6 +52,23 @@ def test_a_boolean_setting_that_is_neither_true_nor_false_is_refused(tmp_path):
 
     from ingest.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="WEBHOOK_WORKER"):
-        load_config(str(tmp_path), {"WEBHOOK_WORKER": "enabled", "ADMIN_TOKEN": "a" * 32})
-    assert load_config(str(tmp_path), {"WEBHOOK_WORKER": "off"})["WEBHOOK_WORKER"] is False
+    with pytest.raises(ConfigError, match="GROUP_COMMIT"):
+        load_config(str(tmp_path), {"GROUP_COMMIT": "enabled", "ADMIN_TOKEN": "a" * 32})
+    assert load_config(str(tmp_path), {"GROUP_COMMIT": "off"})["GROUP_COMMIT"] is False
+
+
+def test_the_webhook_worker_runs_beside_the_server_inline_or_not_at_all(tmp_path):
+    import pytest
+
+    from ingest.config import ConfigError, load_config
+
+    def mode(value):
+        env = {"ADMIN_TOKEN": "a" * 32} | ({"WEBHOOK_WORKER": value} if value else {})
+        return load_config(str(tmp_path), env)["WEBHOOK_WORKER"]
+
+    assert mode(None) == "process"
+    assert [mode(v) for v in ("Inline", "off", "process")] == ["inline", "off", "process"]
+    # The switch words of earlier versions.
+    assert [mode(v) for v in ("1", "true", "0", "no")] == ["process", "process", "off", "off"]
+    with pytest.raises(ConfigError, match="process, inline or off"):
+        mode("enabled")

@@ -5,24 +5,26 @@ at most WEBHOOK_CONCURRENCY each. The name is resolved here, each address is che
 (addresses.py), and the connection goes to that very address, with the name in the
 Host header and, for https, in SNI and the certificate check: a name that resolves
 to a private address between the check and the connect (DNS rebinding) reaches nothing.
-Redirects are not followed; of the response, the status and the first 4 KiB are kept.
+Redirects are not followed; of the response, the status and the first 4 KiB are kept
+(http1.py reads it, within bounds).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
+import functools
 import logging
+import socket
+import ssl
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import urllib3
-
 from ..extensions import green_process
 from .addresses import NOT_PUBLIC, AddressRefused, check_url, is_public, resolve
+from .http1 import ClosedBeforeAnswer, Connection, ProtocolError, request_head
 
 RESPONSE_KEPT_BYTES = 4096
 # How long a resolved address is used before the name is resolved again.
@@ -30,35 +32,7 @@ RESOLVED_FOR_SECONDS = 30.0
 # Receivers whose connections are kept; the least recently used beyond are closed.
 MAX_POOLS = 256
 
-
-# Of a response's head: lines, and characters a line (Python's own: 100 and 65,536).
-MAX_HEADER_LINES = 64
-MAX_HEADER_LINE = 8192
-
 log = logging.getLogger("ingest.webhooks")
-
-
-def bound_response_headers() -> bool:
-    """Bound the head of every response http.client reads, so a receiver's can't be 6 MB.
-
-    The body is read 4 KiB at most, but http.client reads a response's status line and
-    headers whole, up to 100 lines of 64 KiB each: twenty endpoints answering that way
-    took a server from 100 to 900 MB. The bounds are http.client's module constants, the
-    only place it has them; they are checked before use, and without them the defaults
-    stay (a warning says so; a worker's start says which). True if bounded.
-    """
-    lines, line = getattr(http.client, "_MAXHEADERS", None), getattr(http.client, "_MAXLINE", None)
-    if not (isinstance(lines, int) and isinstance(line, int)):
-        log.warning("webhook responses: header size not bounded (http.client has no limits)")
-        return False
-    http.client._MAXHEADERS = min(lines, MAX_HEADER_LINES)
-    http.client._MAXLINE = min(line, MAX_HEADER_LINE)
-    return True
-
-
-# A receiver chooses what urllib3 warns about (malformed headers, with a traceback each):
-# its own errors are recorded on the delivery, not written to the server's log.
-logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -75,13 +49,23 @@ class Outcome:
 
 
 class Sender:
-    def __init__(self, timeout: float, concurrency: int, allow_private: bool, user_agent: str):
+    def __init__(
+        self,
+        timeout: float,
+        concurrency: int,
+        allow_private: bool,
+        user_agent: str,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.timeout = timeout
         self.concurrency = concurrency
         self.allow_private = allow_private
         self.user_agent = user_agent
+        # Certificates and host names checked against the system's trusted authorities.
+        self.tls = tls or ssl.create_default_context()
         self._lock = threading.Lock()
-        self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
+        # Idle connections by receiver: (scheme, host, port, address).
+        self._idle: OrderedDict[tuple, deque[Connection]] = OrderedDict()
         self._resolved: dict[tuple[str, int], tuple[float, str]] = {}
 
     def post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome:
@@ -94,42 +78,81 @@ class Sender:
     def _post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome:
         started = time.monotonic()
         try:
-            scheme, host, port = check_url(url)
-            pool = self._pool(scheme, host, port, self._address(host, port))
-            response = pool.urlopen(
-                "POST",
-                _target(url),
-                body=body,
-                headers={**headers, "Host": urlsplit(url).netloc, "User-Agent": self.user_agent},
-                redirect=False,
-                retries=False,
-                assert_same_host=False,
-                preload_content=False,
-                release_conn=False,
-                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+            scheme, host, port, target, netloc = _route(url)
+            receiver = (scheme, host, port, self._address(host, port))
+            head = request_head(
+                target, netloc, {**headers, "User-Agent": self.user_agent}, len(body)
             )
-        except AddressRefused as refused:
+        except (AddressRefused, ValueError) as refused:
             return Outcome(error=str(refused))
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            return Outcome(error=_describe(error))
-        return self._read(response, started)
-
-    def _read(self, response, started: float) -> Outcome:
-        whole = False
         try:
-            kept = response.read(RESPONSE_KEPT_BYTES, decode_content=False)
-            whole = response.read(1, decode_content=False) == b""
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            return Outcome(status_code=response.status, error=_describe(error))
-        finally:
-            if not whole:
-                # The rest is not read: the connection cannot carry another request.
-                response.close()
-            response.release_conn()
+            status, kept = self._exchange(receiver, head, body)
+        except ProtocolError as error:
+            return Outcome(status_code=error.status, error=str(error))
+        except OSError as error:
+            return Outcome(error=_describe(error))
         text = printable(kept.decode("utf-8", errors="replace"))
         if time.monotonic() - started > self.timeout:
-            return Outcome(response.status, f"No answer within {self.timeout:g} s.", text)
-        return Outcome(status_code=response.status, response=text)
+            return Outcome(status, f"No answer within {self.timeout:g} s.", text)
+        return Outcome(status_code=status, response=text)
+
+    def _exchange(self, receiver: tuple, head: bytes, body: bytes) -> tuple[int, bytes]:
+        """The answer's status and kept bytes, on a kept-alive connection if there is one.
+
+        A kept-alive connection the receiver closed meanwhile ends before a byte of the
+        answer: the request is then sent once more, on a new connection.
+        """
+        while True:
+            connection = self._take_idle(receiver)
+            reused = connection is not None
+            if connection is None:
+                connection = self._connect(receiver)
+            kept_alive = False
+            try:
+                response = connection.post(head, body, RESPONSE_KEPT_BYTES)
+                kept_alive = response.reusable
+            except ClosedBeforeAnswer:
+                if reused:
+                    continue
+                raise
+            finally:
+                # An error, a deadline or an answer that ends the connection: closed.
+                if kept_alive:
+                    self._give_back(receiver, connection)
+                else:
+                    connection.close()
+            return response.status, response.kept
+
+    def _connect(self, receiver: tuple) -> Connection:
+        scheme, host, port, address = receiver
+        sock = socket.create_connection((address, port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self.tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        return Connection(sock)
+
+    def _take_idle(self, receiver: tuple) -> Connection | None:
+        with self._lock:
+            idle = self._idle.get(receiver)
+            if not idle:
+                return None
+            self._idle.move_to_end(receiver)
+            return idle.pop()
+
+    def _give_back(self, receiver: tuple, connection: Connection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(receiver, deque())
+            self._idle.move_to_end(receiver)
+            idle.append(connection)
+            closing = [idle.popleft() for _ in range(len(idle) - self.concurrency)]
+            while len(self._idle) > MAX_POOLS:
+                closing.extend(self._idle.popitem(last=False)[1])
+        for extra in closing:
+            extra.close()
 
     def _address(self, host: str, port: int) -> str:
         """An address of the host that may be sent to, resolved at most RESOLVED_FOR_SECONDS ago."""
@@ -147,34 +170,12 @@ class Sender:
         self._resolved[(host, port)] = (now + RESOLVED_FOR_SECONDS, str(allowed[0]))
         return str(allowed[0])
 
-    def _pool(self, scheme: str, host: str, port: int, address: str) -> urllib3.HTTPConnectionPool:
-        key = (scheme, host, port, address)
-        with self._lock:
-            pool = self._pools.get(key)
-            if pool is not None:
-                self._pools.move_to_end(key)
-                return pool
-            options = {"port": port, "maxsize": self.concurrency, "block": False}
-            if scheme == "https":
-                pool = urllib3.HTTPSConnectionPool(
-                    address,
-                    server_hostname=host,
-                    assert_hostname=host,
-                    cert_reqs="CERT_REQUIRED",
-                    **options,
-                )
-            else:
-                pool = urllib3.HTTPConnectionPool(address, **options)
-            self._pools[key] = pool
-            while len(self._pools) > MAX_POOLS:
-                self._pools.popitem(last=False)[1].close()
-            return pool
-
     def close(self) -> None:
         with self._lock:
-            for pool in self._pools.values():
-                pool.close()
-            self._pools.clear()
+            idle = [connection for pool in self._idle.values() for connection in pool]
+            self._idle.clear()
+        for connection in idle:
+            connection.close()
 
 
 class _TooSlow(Exception):
@@ -195,16 +196,24 @@ def _deadline(seconds: float):
     return eventlet.Timeout(seconds, _TooSlow)
 
 
+@functools.lru_cache(maxsize=1024)
+def _route(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, request target, Host field) of a URL that may receive webhooks."""
+    scheme, host, port = check_url(url)
+    parts = urlsplit(url)
+    return (
+        scheme,
+        host,
+        port,
+        (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        parts.netloc,
+    )
+
+
 def printable(text: str) -> str:
     """Text a receiver sent, fit to store: PostgreSQL refuses NUL in text columns."""
     return text.replace("\x00", "\ufffd")
 
 
-def _target(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
 def _describe(error: BaseException) -> str:
-    reason = getattr(error, "reason", None) or error
-    return printable(f"{type(error).__name__}: {reason}")[:300]
+    return printable(f"{type(error).__name__}: {error}")[:300]

@@ -32,13 +32,7 @@ from ..extensions import db, socketio
 from ..models import FAILED, SUCCEEDED, utcnow
 from ..outages import Outage
 from . import signing, store
-from .sender import (
-    MAX_HEADER_LINE,
-    MAX_HEADER_LINES,
-    Outcome,
-    Sender,
-    bound_response_headers,
-)
+from .sender import Outcome, Sender
 from .store import Claimed, Policy, Result, Target
 
 log = logging.getLogger("ingest.webhooks")
@@ -81,7 +75,6 @@ class DeliveryWorker:
         )
         self.poll_seconds = config["WEBHOOK_POLL_MS"] / 1000
         self.retention = timedelta(days=config["WEBHOOK_LOG_RETENTION_DAYS"])
-        self.headers_bounded = bound_response_headers()
         self.sender = Sender(
             timeout=config["WEBHOOK_TIMEOUT_S"],
             concurrency=self.concurrency,
@@ -102,6 +95,10 @@ class DeliveryWorker:
         self._wakeup = None
         self._results = None
         self._stopping = False
+        self._claiming = False
+        self._recording = False
+        # Where notifications go when the worker runs in a process beside this one.
+        self._beside = None
         self._next_tenant_refresh = 0.0
 
     # --- running ------------------------------------------------------------------------
@@ -112,15 +109,11 @@ class DeliveryWorker:
         self._wakeup = eio.create_event()
         self._results = eio.create_queue()
         self._stopping = False
+        self._claiming = True
         socketio.start_background_task(self._dispatch_forever)
         socketio.start_background_task(self._record_forever)
         socketio.start_background_task(self._prune_forever)
-        log.info(
-            "webhook delivery worker started; response heads %s",
-            f"bounded to {MAX_HEADER_LINES} lines of {MAX_HEADER_LINE} bytes"
-            if self.headers_bounded
-            else "unbounded (http.client's limits not found)",
-        )
+        log.info("webhook delivery worker started")
         if self.sender.allow_private:
             log.warning(
                 "WEBHOOK_ALLOW_PRIVATE is on: tenants' webhooks can reach loopback and "
@@ -136,16 +129,44 @@ class DeliveryWorker:
         self._stopping = True
         self.wake()
 
+    def finish(self) -> None:
+        """Stop claiming, send and record what is claimed (for up to the timeout), then stop.
+
+        What is still held after that is sent again once its lease runs out.
+        """
+        self._claiming = False
+        self.wake()
+        until = time.monotonic() + self.sender.timeout + 2
+        while time.monotonic() < until and self._busy():
+            socketio.sleep(0.05)
+        self.stop()
+
+    def _busy(self) -> bool:
+        with self._lock:
+            held = any(self._held.values())
+        return held or self._recording or not self._results.empty()
+
+    def run_beside(self, notifications) -> None:
+        """Hand this process's notifications to a worker in a process beside it."""
+        self._beside = notifications
+
     def wake(self) -> None:
-        if self._wakeup is not None:
+        if self._beside is not None:
+            self._beside.wake()
+        elif self._wakeup is not None:
             self._wakeup.set()
 
     def events_stored(self, tenant_id: int, _events: list[dict]) -> None:
         """A group commit's subscriber: new events for a tenant with endpoints mean work."""
-        if tenant_id in self._tenants_with_endpoints:
+        if self._beside is not None:
+            self._beside.events_stored(tenant_id)
+        elif tenant_id in self._tenants_with_endpoints:
             self.wake()
 
     def endpoints_changed(self, tenant_id: int) -> None:
+        if self._beside is not None:
+            self._beside.endpoints_changed(tenant_id)
+            return
         self._tenants_with_endpoints.add(tenant_id)
         self.wake()
 
@@ -158,7 +179,7 @@ class DeliveryWorker:
         while not self._stopping:
             self._wakeup.wait(self.poll_seconds)
             self._wakeup.clear()
-            if self._stopping:
+            if self._stopping or not self._claiming:
                 return
             try:
                 for target, claimed in self.claim_round():
@@ -176,12 +197,16 @@ class DeliveryWorker:
                 batch = [self._results.get(timeout=1)]
             except empty:
                 continue
-            while len(batch) < RECORD_BATCH:
-                try:
-                    batch.append(self._results.get_nowait())
-                except empty:
-                    break
-            self._record_until_written(batch)
+            self._recording = True  # before the queue looks empty to finish()
+            try:
+                while len(batch) < RECORD_BATCH:
+                    try:
+                        batch.append(self._results.get_nowait())
+                    except empty:
+                        break
+                self._record_until_written(batch)
+            finally:
+                self._recording = False
             self.wake()
 
     def _record_until_written(self, batch: list[Result]) -> None:

@@ -7,7 +7,6 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import time
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -25,31 +24,16 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class BenchServer(LiveServer):
-    """LiveServer with a choice of entry point (``argv``) and a view of its memory."""
+    """LiveServer with a choice of entry point (``argv``), the default webhook worker (a
+    process beside the server, unless WEBHOOK_WORKER in the environment says otherwise)
+    and a view of its memory and CPU."""
+
+    ready_statuses = (200,)
 
     def __init__(self, database_url: str, mode: str, argv: list[str] | None = None, **env: str):
-        super().__init__(database_url, mode=mode, **env)
+        worker = os.environ.get("WEBHOOK_WORKER") or "process"
+        super().__init__(database_url, mode=mode, **{"WEBHOOK_WORKER": worker, **env})
         self.argv = argv or ["wsgi.py"]
-
-    def start(self, migrate: bool = True) -> BenchServer:
-        if migrate:
-            self.migrate()
-        log = open(self.log_path, "w")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [sys.executable, *self.argv], cwd=ROOT, env=self.env, stdout=log, stderr=log
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not answer in 30 s:\n{self.log()}")
 
     @property
     def pid(self) -> int:
@@ -60,7 +44,12 @@ class BenchServer(LiveServer):
         return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
+        """The serving process's, without its webhook worker's (worker_cpu_seconds)."""
         return cpu_seconds(self.pid)
+
+    def worker_cpu_seconds(self) -> float:
+        """The other processes of the server's group: its webhook worker, while it runs."""
+        return sum(cpu_seconds(pid) for pid in self.group_pids() if pid != self.pid)
 
 
 def rss_kib(pid: int) -> int:

@@ -150,12 +150,13 @@ def load_events(server, api_key: str, count: int, seed: int) -> list[str]:
 
 
 def sustained_round(server, receiver: ReceiverProcess, endpoint: Endpoint, count: int) -> dict:
-    server_cpu = server.cpu_seconds()
+    server_cpu, worker_cpu = server.cpu_seconds(), server.worker_cpu_seconds()
     started = time.time()
     ids = load_events(server, endpoint.api_key, count, seed=int(started))
     loaded = time.time()
     got = receiver.collect(len(ids), _drain_timeout(len(ids)))
     server_cpu = server.cpu_seconds() - server_cpu
+    worker_cpu = server.worker_cpu_seconds() - worker_cpu
     times = sorted(at for _, at in got["arrivals"])
     first, last = (times[0], times[-1]) if times else (loaded, loaded)
     after_load = [at for at in times if at > loaded]
@@ -171,6 +172,7 @@ def sustained_round(server, receiver: ReceiverProcess, endpoint: Endpoint, count
         else None,
         "drain_seconds": round(last - loaded, 2),
         "server_cpu_pct": round(100 * server_cpu / max(last - started, 1e-9), 1),
+        "worker_cpu_pct": round(100 * worker_cpu / max(last - started, 1e-9), 1),
         "receiver_cpu_seconds": got["cpu_seconds"],
         **_delivery_check(ids, got),
     }
@@ -238,7 +240,8 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
     Besides the rates, the server's CPU per stored event: without, over the run; with,
     over the run and the drain after it, so it holds every delivery's cost. On a
     machine where others run too, their ratio says what the rates would be if the
-    server had a core of its own (CPU-bound both ways).
+    server had a core of its own (CPU-bound both ways). With the worker in a process
+    beside the server (WEBHOOK_WORKER=process), that process's CPU per delivery apart.
     """
     url = server.url + "/api/v1/events"
     key = endpoint.api_key
@@ -250,7 +253,7 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
         cpu_without = server.cpu_seconds() - cpu_before
         endpoint.enable(True)
         started = time.time()
-        cpu_before = server.cpu_seconds()
+        cpu_before, worker_before = server.cpu_seconds(), server.worker_cpu_seconds()
         with_endpoint = wrk_summary(run_wrk(url, key, bodies, 32, seconds))
         ended = time.time()
         server_cpu = server.cpu_seconds() - cpu_before
@@ -258,6 +261,7 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
         got = receiver.collect(stored, _drain_timeout(stored))
         time.sleep(0.2)  # the last outcomes' recording
         cpu_with = server.cpu_seconds() - cpu_before
+        worker_cpu = server.worker_cpu_seconds() - worker_before
         times = [at for _, at in got["arrivals"]]
         cpu_us_without = 1e6 * cpu_without / max(without["wrk"]["s201"], 1)
         cpu_us_with = 1e6 * cpu_with / max(stored, 1)
@@ -275,6 +279,7 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
                 "cpu_us_per_event_without": round(cpu_us_without),
                 "cpu_us_per_event_with": round(cpu_us_with),
                 "cpu_ratio": round(cpu_us_without / cpu_us_with, 3),
+                "worker_cpu_us_per_delivery": round(1e6 * worker_cpu / max(stored, 1)),
                 "expected": stored,
                 "received": got["distinct"],
                 "missing": max(0, stored - got["distinct"]),
@@ -286,7 +291,8 @@ def with_and_without(server, receiver, endpoint, bodies: list[str], seconds: flo
             f"  8c. round {number}: without {without['events_per_s']:,.0f}, with "
             f"{with_endpoint['events_per_s']:,.0f} events/s ({ratio:.2f} x); "
             f"{during / max(stored, 1):.0%} delivered during the run; server CPU per event "
-            f"{cpu_us_without:.0f} -> {cpu_us_with:.0f} us ({cpu_us_without / cpu_us_with:.2f} x)"
+            f"{cpu_us_without:.0f} -> {cpu_us_with:.0f} us ({cpu_us_without / cpu_us_with:.2f} x), "
+            f"worker process {1e6 * worker_cpu / max(stored, 1):.0f} us per delivery"
         )
     median = sorted(results, key=lambda r: r["ratio"])[len(results) // 2]
     cpu_ratios = sorted(r["cpu_ratio"] for r in results)
@@ -371,7 +377,7 @@ def report_rows(w: dict) -> list[list[str]]:
         [
             "  first to last arrival (load included)",
             f"{s['first_to_last_per_s'] or 0:,.0f}/s",
-            f"server CPU {s['server_cpu_pct']:.0f}%",
+            f"server CPU {s['server_cpu_pct']:.0f}%, worker {s['worker_cpu_pct']:.0f}%",
             "",
             "",
         ]
@@ -414,6 +420,15 @@ def report_rows(w: dict) -> list[list[str]]:
             "  server CPU per event, without -> with (delivery included)",
             f"{i['cpu_us_per_event_without']} -> {i['cpu_us_per_event_with']} us",
             f"{i['cpu_ratio_median']:.2f} x (median round)",
+            "",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "  worker process CPU per delivery (WEBHOOK_WORKER=process)",
+            f"{i['worker_cpu_us_per_delivery']} us",
+            "",
             "",
             "",
         ]

@@ -17,7 +17,11 @@ from .browser import HTTP_STATUS_LOGGED, expect, sign_in_as_admin, sign_in_with_
 pytestmark = pytest.mark.e2e
 
 # Retries an hour apart: a failed delivery waits for the dashboard's Retry, not the schedule.
-SERVER_ENV = {"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_RETRY_SCHEDULE": "3600"}
+SERVER_ENV = {
+    "WEBHOOK_ALLOW_PRIVATE": "1",
+    "WEBHOOK_RETRY_SCHEDULE": "3600",
+    "WEBHOOK_WORKER": "process",
+}
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ from tests.receivers import Receiver
 from .server import FLASK, ROOT, LiveServer
 
 # Receivers here are on loopback; workers look for work every 100 ms, not 500.
-SETTINGS = {"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_POLL_MS": "100"}
+# The worker as it ships: a process beside each server.
+SETTINGS = {"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_POLL_MS": "100", "WEBHOOK_WORKER": "process"}
 deliveries = WebhookDelivery.__table__
 
 
@@ -325,7 +326,7 @@ def test_two_nodes_deliver_every_event_exactly_once(
     _wait_until(lambda: acked <= _counts(receiver).keys(), 60, _missing(acked, receiver))
     _wait_until(lambda: _settled(nodes[1], key, endpoint), 30, lambda: "deliveries pending")
     counts = _counts(receiver)
-    sent = _senders(receiver, {"A": nodes[0].process.pid, "B": nodes[1].process.pid})
+    sent = _senders(receiver, {"A": nodes[0].worker_pid(), "B": nodes[1].worker_pid()})
     report(
         f"\nwebhooks two nodes: {sum(counts.values())} arrivals of {len(acked)} events "
         f"in {time.monotonic() - started:.1f} s, sent by node {dict(sent)}"
@@ -363,7 +364,7 @@ def test_a_worker_process_delivers_what_a_server_without_a_worker_queued(
     live_server_factory, receivers, worker_processes
 ):
     receiver = receivers()
-    server = live_server_factory(WEBHOOK_WORKER="0", **SETTINGS)
+    server = live_server_factory(**{**SETTINGS, "WEBHOOK_WORKER": "off"})
     key = _tenant(server)["api_key"]
     endpoint = _endpoint(server, key, receiver.url)
     events = _events("w", 60)
@@ -453,3 +454,67 @@ def test_a_hanging_receiver_does_not_hold_up_another_endpoint(live_server_factor
     assert max(arrival.at for arrival in quick.requests) - posted < 10
     assert hanging.in_flight == 5
     assert requests.get(server.url + "/health", timeout=2).status_code == 200
+
+
+# --- the worker beside the server (WEBHOOK_WORKER=process) -------------------------------------
+
+
+def test_the_worker_beside_the_server_is_told_of_new_events_and_restarted_if_it_dies(
+    live_server_factory, receivers
+):
+    """The server's commits reach its worker process at once (its poll is 10 s here), the
+    worker sends, not the server, and a worker that dies is replaced."""
+    receiver = receivers()
+    server = live_server_factory(**{**SETTINGS, "WEBHOOK_POLL_MS": "10000"})
+    key = _tenant(server)["api_key"]
+    endpoint = _endpoint(server, key, receiver.url)
+    worker = server.worker_pid()
+
+    def send_and_wait(prefix: str) -> set[str]:
+        events = _events(prefix, 20)
+        ids = {event["id"] for event in events}
+        assert server.post_events(key, events).status_code == 201
+        # Well within one poll: the worker was told.
+        _wait_until(lambda: ids <= _counts(receiver).keys(), 5, _missing(ids, receiver))
+        return ids
+
+    first = send_and_wait("a")
+    assert _senders(receiver, {"worker": worker, "server": server.process.pid}) == Counter(
+        worker=len(first)
+    )
+    # Recorded before the kill (or they would be sent again when their lease ends).
+    _wait_until(lambda: _settled(server, key, endpoint), 10, lambda: "deliveries pending")
+
+    os.kill(worker, 9)
+    _wait_until(
+        lambda: len(server.group_pids()) == 2 and worker not in server.group_pids(),
+        10,
+        lambda: f"processes {server.group_pids()}",
+    )
+    second = send_and_wait("b")
+    assert _counts(receiver) == Counter(first | second)
+    assert "the webhook worker process exited" in server.log()
+    _wait_until(lambda: _settled(server, key, endpoint), 10, lambda: "deliveries pending")
+    _verify_signatures(receiver, endpoint["secret"])
+
+
+def test_a_stopped_server_s_worker_sends_what_it_holds_then_exits(live_server_factory, receivers):
+    """SIGTERM to the server alone: its worker sees it go, finishes the sends it has
+    started (the receiver answers them 1 s late), records them, and exits."""
+    receiver = receivers(delay=1.0)
+    server = live_server_factory(WEBHOOK_TIMEOUT_S="5", LOG_LEVEL="INFO", **SETTINGS)
+    key = _tenant(server)["api_key"]
+    endpoint = _endpoint(server, key, receiver.url)
+    events = _events("s", 5)
+    assert server.post_events(key, events).status_code == 201
+    _wait_until(lambda: receiver.in_flight == 5, 5, lambda: f"{receiver.in_flight} in flight")
+
+    server.process.terminate()
+    server.process.wait(timeout=10)
+    _wait_until(lambda: not server.group_pids(), 10, lambda: f"left {server.group_pids()}")
+    assert "sending what is claimed, then stopping" in server.log()
+    assert _counts(receiver) == Counter(event["id"] for event in events)
+
+    server.start(migrate=False)
+    recorded = _deliveries(server, key, endpoint)
+    assert {(d["status"], d["attempts"]) for d in recorded} == {("succeeded", 1)}

@@ -20,7 +20,9 @@ def test_the_worker_and_ingestion_write_side_by_side_without_locking_each_other_
     'database is locked' after 10 s, batches taking 30 s (now they take turns)."""
     receiver = Receiver()
     try:
-        server = live_server_factory(WEBHOOK_ALLOW_PRIVATE="1", WEBHOOK_POLL_MS="20")
+        server = live_server_factory(
+            WEBHOOK_ALLOW_PRIVATE="1", WEBHOOK_POLL_MS="20", WEBHOOK_WORKER="process"
+        )
         tenant = server.create_tenant("acme")
         headers = {"X-API-Key": tenant["api_key"]}
         created = requests.post(
