@@ -19,7 +19,8 @@ DELIVERING = __name__ == "__main__" and sys.argv[1:] == ["webhooks-worker"]
 if SERVING and (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventlet":
     import warnings
 
-    # eventlet warns on import that it is in maintenance mode; README says how to leave it.
+    # eventlet warns on import that it is in maintenance mode; docs/deployment.md says how
+    # to leave it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import eventlet

@@ -127,8 +127,10 @@ def _migrations_dir() -> str:
 
 
 def _configure_logging(app: Flask) -> None:
+    # The process id tells a server's lines from its webhook worker's (deliveries/process.py).
     logging.basicConfig(
-        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=app.config["LOG_LEVEL"],
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s",
     )
 
 

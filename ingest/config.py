@@ -70,7 +70,8 @@ def _worker_mode(env: Mapping[str, str]) -> str:
         return "process" if _bool(env, "WEBHOOK_WORKER", True) else "off"
     except ConfigError:
         raise ConfigError(
-            f"WEBHOOK_WORKER must be one of process, inline or off, got {env['WEBHOOK_WORKER']!r}"
+            "WEBHOOK_WORKER must be one of process, inline or off (or 1/true, 0/false), "
+            f"got {env['WEBHOOK_WORKER']!r}"
         ) from None
 
 

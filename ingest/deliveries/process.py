@@ -150,7 +150,7 @@ def _follow(sock: socket.socket, worker) -> None:
         except OSError:
             data = b""
         if not data:
-            log.info("the server is gone: sending what is claimed, then stopping")
+            log.info("the server stopped: sending what is claimed, then stopping")
             worker.finish()
             return
         *lines, pending = (pending + data).split(b"\n")

@@ -226,8 +226,10 @@ def record(connection, results: list[Result], now: datetime, policy: Policy) -> 
     """Write the outcomes, and what they say of their endpoints (failing, gone)."""
     if not results:
         return
-    # One UPDATE per distinct outcome, not one per delivery: a receiver's successes
-    # mostly read alike, and an executemany costs a round trip per row on psycopg2.
+    # One UPDATE per claim and distinct outcome, not one per delivery: a receiver's
+    # successes mostly read alike, and an executemany costs a round trip per row on
+    # psycopg2. (One per outcome with (id, claim) pairs instead planned and ran 3 x
+    # slower on PostgreSQL: a row-value IN list becomes an OR of index probes.)
     alike: dict[tuple, list[int]] = {}
     for result in results:
         key = (result.delivery.claim, *_outcome(result, now, policy).items())

@@ -41,8 +41,10 @@ log = logging.getLogger("ingest.webhooks")
 # tenant (whatever its number of endpoints).
 CLAIM_ROUNDS = 4
 TENANT_CLAIM_ROUNDS = 8
-# Outcomes written per transaction, at most.
+# Outcomes written per transaction, at most; and how long the recorder gathers them
+# before writing (they are sent already: only the log waits).
 RECORD_BATCH = 500
+RECORD_GATHER_SECONDS = 0.02
 # Between claim rounds, at least: wakeups during a round are served by the next one.
 MIN_ROUND_INTERVAL = 0.005
 PRUNE_EVERY_SECONDS = 3600
@@ -199,9 +201,10 @@ class DeliveryWorker:
                 continue
             self._recording = True  # before the queue looks empty to finish()
             try:
+                until = time.monotonic() + RECORD_GATHER_SECONDS
                 while len(batch) < RECORD_BATCH:
                     try:
-                        batch.append(self._results.get_nowait())
+                        batch.append(self._results.get(timeout=max(until - time.monotonic(), 0)))
                     except empty:
                         break
                 self._record_until_written(batch)

@@ -512,7 +512,7 @@ def test_a_stopped_server_s_worker_sends_what_it_holds_then_exits(live_server_fa
     server.process.terminate()
     server.process.wait(timeout=10)
     _wait_until(lambda: not server.group_pids(), 10, lambda: f"left {server.group_pids()}")
-    assert "sending what is claimed, then stopping" in server.log()
+    assert "the server stopped: sending what is claimed" in server.log()
     assert _counts(receiver) == Counter(event["id"] for event in events)
 
     server.start(migrate=False)
