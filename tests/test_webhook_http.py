@@ -5,14 +5,18 @@ closed, and TLS with the name checked while the connection goes to the pinned ad
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 
 from ingest.deliveries.http1 import (
+    DRAIN_BYTES,
+    MAX_CHUNKS,
     MAX_HEAD_BYTES,
     ClosedBeforeAnswer,
     Connection,
@@ -20,6 +24,7 @@ from ingest.deliveries.http1 import (
     request_head,
 )
 from ingest.deliveries.sender import Sender
+from tests.green import run_green
 
 BODY = b'{"type": "t"}'
 
@@ -297,3 +302,80 @@ def test_https_goes_to_the_checked_address_with_the_name_verified(scripted, cert
     # And by default only the system's authorities are trusted.
     outcome = sender().post(f"https://localhost:{receiver.port}/h", {}, BODY)
     assert not outcome.succeeded and "certificate verify failed" in outcome.error
+
+
+# --- hostile answers that cost the sender, not the receiver ------------------------------------
+
+
+def test_a_body_of_endless_tiny_chunks_is_read_only_so_far(scripted):
+    """70,000 one-byte chunks: read up to MAX_CHUNKS, the connection then closed."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 70_000
+    response, _ = exchange(scripted(chunked + b"0\r\n\r\n"))
+    assert (response.status, response.kept, response.reusable) == (200, b"a" * MAX_CHUNKS, False)
+
+
+def test_chunk_framing_counts_against_what_is_read(scripted):
+    """Chunk extensions are framing, not data: they use up the budget all the same."""
+    extension = b";x=" + b"e" * 1000
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += (b"1" + extension + b"\r\na\r\n") * 1000 + b"0\r\n\r\n"
+    response, _ = exchange(scripted(chunked))
+    # About 70 chunks of 1,009 bytes fill the budget (4 KiB + DRAIN_BYTES), where
+    # counting data alone would have read all 1,000.
+    assert response.reusable is False
+    assert len(response.kept) <= (4096 + DRAIN_BYTES) // 1000 + 1
+
+
+def test_an_answer_nobody_asked_for_is_not_taken_for_the_next_one():
+    """The receiver answers, then sends another answer unasked, then fails the next
+    request: that failure is what the next send records, not the stray 200."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        sock, _ = listener.accept()
+        with sock:
+            sock.recv(65536)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            time.sleep(0.05)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # unasked
+            with contextlib.suppress(OSError):  # the next request, if it comes this way
+                sock.recv(65536)
+        second, _ = listener.accept()
+        with second:
+            second.recv(65536)
+            second.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    webhooks = sender()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    try:
+        assert webhooks.post(url, {}, BODY).status_code == 200
+        time.sleep(0.3)
+        assert webhooks.post(url, {}, BODY).status_code == 500
+    finally:
+        listener.close()
+
+
+GREEN_SCRIPT = """
+import socket, sys
+from ingest.deliveries.http1 import Connection, request_head
+
+ticker = start_ticking()
+eventlet.sleep(0.05)
+connection = Connection(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+started = time.process_time()
+connection.post(request_head("/", "h", {}, 0), b"", 4096)
+cpu = time.process_time() - started
+print(f"cpu {cpu:.3f} gap {longest_pause():.3f}")
+"""
+
+
+def test_a_hostile_answer_neither_burns_cpu_nor_holds_up_other_green_threads(scripted):
+    """Under eventlet (the worker's mode), 70,000 one-byte chunks arriving as fast as
+    they are read: reading them cost 0.3 s of CPU in one go, never yielding, so every
+    other tenant's sends waited (the loopback attack: their p50 went to 4-7 s)."""
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 70_000
+    receiver = scripted(chunked + b"0\r\n\r\n", close_after=True)
+    _, cpu, _, gap = run_green(GREEN_SCRIPT, str(receiver.port)).split()
+    assert float(cpu) < 0.1
+    assert float(gap) < 0.1

@@ -40,6 +40,9 @@ RESTART_AFTER_AT_MOST_SECONDS = 30.0
 RAN_WELL_SECONDS = 60.0
 # Notifications not yet written, at most (the worker polls for whatever is dropped).
 MAX_PENDING = 10_000
+# The worker's niceness: where cores are short, ingestion (and the database serving it)
+# goes first, and deliveries take the time left (make bench, docs/performance.md).
+WORKER_NICENESS = 10
 
 
 class Notifications:
@@ -130,6 +133,8 @@ def _supervise(notifications: Notifications, entry_point: str) -> None:
 def run_beside_server(app: Flask) -> None:
     """The worker process's main: deliver, following the server's notifications, until it goes."""
     worker = app.extensions["webhook_worker"]
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     worker.start()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(sys.stdin.fileno()))
     socketio.start_background_task(_follow, sock, worker)

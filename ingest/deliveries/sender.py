@@ -136,12 +136,22 @@ class Sender:
         return Connection(sock)
 
     def _take_idle(self, receiver: tuple) -> Connection | None:
-        with self._lock:
-            idle = self._idle.get(receiver)
-            if not idle:
-                return None
-            self._idle.move_to_end(receiver)
-            return idle.pop()
+        """A kept-alive connection to the receiver, if one is idle and quiet.
+
+        One on which bytes arrived while it was idle (an answer nobody asked for) or
+        that the receiver closed is dropped: the bytes would be read as the next
+        request's answer (a 500 read as a stray 200 before it).
+        """
+        while True:
+            with self._lock:
+                idle = self._idle.get(receiver)
+                if not idle:
+                    return None
+                self._idle.move_to_end(receiver)
+                connection = idle.pop()
+            if connection.idle_and_quiet():
+                return connection
+            connection.close()
 
     def _give_back(self, receiver: tuple, connection: Connection) -> None:
         with self._lock:

@@ -459,6 +459,10 @@ def test_a_hanging_receiver_does_not_hold_up_another_endpoint(live_server_factor
 # --- the worker beside the server (WEBHOOK_WORKER=process) -------------------------------------
 
 
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def test_the_worker_beside_the_server_is_told_of_new_events_and_restarted_if_it_dies(
     live_server_factory, receivers
 ):
@@ -482,6 +486,8 @@ def test_the_worker_beside_the_server_is_told_of_new_events_and_restarted_if_it_
     assert _senders(receiver, {"worker": worker, "server": server.process.pid}) == Counter(
         worker=len(first)
     )
+    # Where cores are short, ingestion goes first: the worker is niced, the server not.
+    assert (_niceness(server.process.pid), _niceness(worker)) == (0, 10)
     # Recorded before the kill (or they would be sent again when their lease ends).
     _wait_until(lambda: _settled(server, key, endpoint), 10, lambda: "deliveries pending")
 
