@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from flask import Flask
@@ -54,16 +55,20 @@ class Notifications:
         self._wake = False
         self._ready = socketio.server.eio.create_event()
         self._socket: socket.socket | None = None
+        # Commits of several request threads (threading mode) note tenants at once.
+        self._lock = threading.Lock()
 
     def events_stored(self, tenant_id: int) -> None:
-        if len(self._stored) < MAX_PENDING:
-            self._stored.add(tenant_id)
-            self._ready.set()
+        self._note(self._stored, tenant_id)
 
     def endpoints_changed(self, tenant_id: int) -> None:
-        if len(self._changed) < MAX_PENDING:
-            self._changed.add(tenant_id)
-            self._ready.set()
+        self._note(self._changed, tenant_id)
+
+    def _note(self, tenants: set[int], tenant_id: int) -> None:
+        with self._lock:
+            if len(tenants) < MAX_PENDING:
+                tenants.add(tenant_id)
+        self._ready.set()
 
     def wake(self) -> None:
         self._wake = True
@@ -85,9 +90,11 @@ class Notifications:
                 sock.sendall(message)
 
     def _take(self) -> bytes:
-        stored, self._stored = self._stored, set()
-        changed, self._changed = self._changed, set()
-        wake, self._wake = self._wake, False
+        with self._lock:
+            changed, stored = list(self._changed), list(self._stored)
+            self._changed.clear()
+            self._stored.clear()
+            wake, self._wake = self._wake, False
         lines = [f"e {t}\n" for t in changed] + [f"s {t}\n" for t in stored]
         return ("".join(lines) + ("w\n" if wake else "")).encode()
 

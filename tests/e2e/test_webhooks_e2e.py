@@ -524,3 +524,23 @@ def test_a_stopped_server_s_worker_sends_what_it_holds_then_exits(live_server_fa
     server.start(migrate=False)
     recorded = _deliveries(server, key, endpoint)
     assert {(d["status"], d["attempts"]) for d in recorded} == {("succeeded", 1)}
+
+
+def test_the_worker_beside_a_threading_mode_server_delivers(live_server_factory, receivers):
+    """SOCKETIO_ASYNC_MODE=threading: the server's request threads notify the worker, and
+    the worker (threads too) delivers."""
+    receiver = receivers()
+    server = live_server_factory(mode="threading", **{**SETTINGS, "WEBHOOK_POLL_MS": "10000"})
+    key = _tenant(server)["api_key"]
+    endpoint = _endpoint(server, key, receiver.url)
+    ids = set()
+    for n in range(20):
+        event = {"type": "t", "id": f"threaded-{n}"}
+        response = requests.post(
+            server.url + "/api/v1/events", json=event, headers={"X-API-Key": key}, timeout=10
+        )
+        assert response.status_code == 201
+        ids.add(event["id"])
+    _wait_until(lambda: ids <= _counts(receiver).keys(), 5, _missing(ids, receiver))
+    _wait_until(lambda: _settled(server, key, endpoint), 10, lambda: "deliveries pending")
+    _verify_signatures(receiver, endpoint["secret"])
