@@ -239,6 +239,11 @@ export function createWebhooksPanel() {
 
   /** Shows this endpoint's deliveries; `retry` names one just sent again. */
   function select(id, retry = null) {
+    // Whatever was following or loading the endpoint shown until now stops here: a
+    // follow-up timer left running asked for /webhooks/null/deliveries once the last
+    // endpoint was deleted, and a late answer would show another endpoint's deliveries.
+    clearTimeout(followTimer);
+    deliveriesAsked++;
     if (id !== selectedId) deliveries = [];
     selectedId = id;
     retried = retry;
@@ -455,6 +460,7 @@ export function createWebhooksPanel() {
     clearTimeout(followTimer);
     const asked = ++deliveriesAsked;
     const id = selectedId;
+    if (!id) return;
     if (!deliveries.length) setState(deliveriesState, "Loading deliveries…", "loading");
     let page;
     try {
