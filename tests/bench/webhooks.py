@@ -1,7 +1,7 @@
 """`make bench`'s webhook steps: the three targets of the webhooks issue.
 
-On the bench's server (WEBHOOK_ALLOW_PRIVATE=1, the worker inside it, default
-settings), one tenant with one endpoint at a fast receiver process on the same
+On the bench's server (WEBHOOK_ALLOW_PRIVATE=1, the worker beside it as it ships,
+default settings), one tenant with one endpoint at a fast receiver process on the same
 machine (receiver.py: bare HTTP/1.1 keep-alive on uvloop, 200 with an empty body):
   8a. sustained  N events loaded in batches of 1000; the deliveries per second the
                  worker sustains once the load has ended (until the last arrives),
