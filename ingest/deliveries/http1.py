@@ -102,8 +102,9 @@ class Connection:
         receiver has not closed it."""
         if self._unread() or getattr(self.sock, "pending", lambda: 0)():
             return False
-        poller = _select().poll()
-        poller.register(self.sock.fileno(), _select().POLLIN)
+        select = _select()
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
         return not poller.poll(0)
 
     def post(self, head: bytes, body: bytes, keep: int) -> Response:

@@ -358,6 +358,11 @@ def _pf(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
 
+def _detail(label: str, value: str, note: str = "") -> list[str]:
+    """A row under a target's row: no target and no result of its own."""
+    return [label, value, note, "", ""]
+
+
 def report_rows(w: dict) -> list[list[str]]:
     rows = []
     s = w["sustained"]
@@ -372,15 +377,13 @@ def report_rows(w: dict) -> list[list[str]]:
         ]
     )
     by_round = ", ".join(f"{x or 0:,.0f}" for x in s["by_round"])
-    rows.append(["  each round (median shown)", by_round, "", "", ""])
+    rows.append(_detail("  each round (median shown)", by_round))
     rows.append(
-        [
+        _detail(
             "  first to last arrival (load included)",
             f"{s['first_to_last_per_s'] or 0:,.0f}/s",
             f"server CPU {s['server_cpu_pct']:.0f}%, worker {s['worker_cpu_pct']:.0f}%",
-            "",
-            "",
-        ]
+        )
     )
     lat = w["latency"]
     rows.append(
@@ -394,13 +397,11 @@ def report_rows(w: dict) -> list[list[str]]:
         ]
     )
     rows.append(
-        [
+        _detail(
             "  the POST itself (send to 201)",
             f"p50 {lat['post_p50_ms']} / p99 {lat['post_p99_ms']} ms",
             f"server CPU {lat['server_cpu_pct']:.0f}%",
-            "",
-            "",
-        ]
+        )
     )
     i = w["ingest"]
     without, with_endpoint = i["without"]["events_per_s"], i["with"]["events_per_s"]
@@ -414,34 +415,27 @@ def report_rows(w: dict) -> list[list[str]]:
         ]
     )
     by_round = ", ".join(f"{x:.2f}" for x in i["by_round"])
-    rows.append(["  ratio in each round (median shown)", by_round, "", "", ""])
+    rows.append(_detail("  ratio in each round (median shown)", by_round))
     rows.append(
-        [
+        _detail(
             "  server CPU per event, without -> with (delivery included)",
             f"{i['cpu_us_per_event_without']} -> {i['cpu_us_per_event_with']} us",
             f"{i['cpu_ratio_median']:.2f} x (median round)",
-            "",
-            "",
-        ]
+        )
     )
     rows.append(
-        [
+        _detail(
             "  worker process CPU per delivery (WEBHOOK_WORKER=process)",
             f"{i['worker_cpu_us_per_delivery']} us",
-            "",
-            "",
-            "",
-        ]
+        )
     )
     share = i["delivered_during_run"] / max(i["expected"], 1)
     rows.append(
-        [
+        _detail(
             "  delivered during the run, rest drained in",
             f"{share:.0%} ({i['delivered_during_run_per_s']:,.0f}/s), {i['drained_after_s']} s",
             f"server CPU {i['server_cpu_pct_with']:.0f}%",
-            "",
-            "",
-        ]
+        )
     )
     faults = [
         f"{name}: {x['missing']} missing, {x['duplicates']} duplicated, "
