@@ -27,7 +27,7 @@ if SERVING and (os.environ.get("SOCKETIO_ASYNC_MODE") or "eventlet") == "eventle
 
     eventlet.monkey_patch()
 
-from ingest import create_app, maintenance, realtime
+from ingest import create_app, lifecycle, maintenance, realtime
 from ingest.deliveries import process
 from ingest.extensions import socketio
 
@@ -36,6 +36,7 @@ from ingest.extensions import socketio
 app = create_app(None if SERVING else {"SOCKETIO_ASYNC_MODE": "threading"})
 if SERVING and not DELIVERING:
     maintenance.start(app)
+    lifecycle.start(app)
     realtime.start_sweeping_unjoined(app)
     if app.config["WEBHOOK_WORKER"] == "process":
         process.start_beside(app, os.path.abspath(__file__))

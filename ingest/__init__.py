@@ -14,7 +14,7 @@ from flask.sessions import NullSession, SessionInterface
 from sqlalchemy import event as sa_event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import cli, fanout, middleware, ratelimits, realtime
+from . import cli, fanout, lifecycle, middleware, ratelimits, realtime
 from .auth import CredentialCache
 from .config import data_dir, load_config
 from .deliveries.worker import DeliveryWorker
@@ -83,6 +83,7 @@ def create_app(test_config: Mapping | None = None) -> Flask:
         n = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.extensions["credential_cache"] = CredentialCache(ttl=app.config["CREDENTIAL_CACHE_SECONDS"])
+    lifecycle.init_app(app)
     worker = app.extensions["webhook_worker"] = DeliveryWorker(app)
     # What follows a commit of new events: webhook deliveries queued in its transaction,
     # then the events pushed to Socket.IO rooms and the delivery worker woken.

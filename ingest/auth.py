@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jwt
 from cachetools import TTLCache
@@ -17,8 +18,8 @@ from flask import current_app, g, request
 from limits import parse as parse_rate_limit
 
 from . import extensions
-from .errors import AuthenticationFailed, Forbidden, RateLimited
-from .models import Tenant
+from .errors import AuthenticationFailed, Forbidden, RateLimited, TenantDisabled
+from .models import ApiKey, Tenant
 from .ratelimits import retry_after
 
 API_KEY_PREFIX = "ik_"
@@ -33,6 +34,9 @@ class Principal:
     tenant_id: int | None
     rate_limit: int | None = None
     via: str = "admin"  # "admin", "api_key" or "jwt"
+    key_id: int | None = None  # the API key's row, when via == "api_key"
+    key_expires_at: datetime | None = None  # a key in its rotation's grace period
+    disabled: bool = False  # the tenant's: valid credentials, refused with 403
 
     @property
     def is_admin(self) -> bool:
@@ -51,9 +55,19 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# "ik_" and 9 characters of the key's 43: 54 random bits, enough to tell a tenant's keys
+# apart (a clash within one tenant is refused by a unique constraint, and drawn again).
+PREFIX_LENGTH = 12
+
+
 def generate_api_key() -> NewApiKey:
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    return NewApiKey(key=key, prefix=key[:10], digest=hash_api_key(key))
+    return NewApiKey(key=key, prefix=key[:PREFIX_LENGTH], digest=hash_api_key(key))
+
+
+def now() -> datetime:
+    """The time credentials are judged at (tests move it with time-machine)."""
+    return datetime.now(UTC)
 
 
 def issue_token(tenant_id: int) -> tuple[str, int]:
@@ -83,24 +97,34 @@ class CredentialCache:
     def __init__(self, ttl: float, size: int = 10_000):
         self._entries: TTLCache = TTLCache(maxsize=size, ttl=ttl)
         self._lock = threading.Lock()
+        # Bumped by every forget: a lookup that began before one must not cache what it
+        # read, or a key revoked while it was in flight would be cached as valid.
+        self.generation = 0
 
     def get(self, key: str) -> Principal | None:
         with self._lock:
             return self._entries.get(key)
 
-    def put(self, key: str, principal: Principal) -> None:
+    def put(self, key: str, principal: Principal, generation: int) -> None:
         with self._lock:
-            self._entries[key] = principal
+            if generation == self.generation:
+                self._entries[key] = principal
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def forget_tenant(self, tenant_id: int) -> None:
-        """Drop every credential of a tenant (found removed): none may outlive it here."""
+        """Drop every credential of a tenant (changed, revoked or removed)."""
         with self._lock:
+            self.generation += 1
             for key, principal in list(self._entries.items()):
                 if principal.tenant_id == tenant_id:
                     del self._entries[key]
 
     def clear(self) -> None:
         with self._lock:
+            self.generation += 1
             self._entries.clear()
 
 
@@ -110,19 +134,51 @@ def _credential_cache() -> CredentialCache:
 
 def _tenant_from_api_key(key: str) -> Principal | None:
     digest = hash_api_key(key)
-    cached = _credential_cache().get(digest)
-    if cached is not None:
-        return cached
-    tenant = extensions.db.session.execute(
-        extensions.db.select(Tenant.id, Tenant.rate_limit, Tenant.api_key_hash).where(
-            Tenant.api_key_hash == digest
-        )
-    ).first()
-    if tenant is None or not hmac.compare_digest(tenant.api_key_hash, digest):
+    cache = _credential_cache()
+    principal = cache.get(digest)
+    if principal is None:
+        generation = cache.generation
+        principal = _principal_for_key(digest)
+        if principal is None:
+            return None
+        cache.put(digest, principal, generation)
+    if principal.key_expires_at is not None and principal.key_expires_at <= now():
+        cache.forget(digest)
         return None
-    principal = Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="api_key")
-    _credential_cache().put(digest, principal)
+    current_app.extensions["key_usage"].note(principal.key_id)
     return principal
+
+
+def _principal_for_key(digest: str) -> Principal | None:
+    row = extensions.db.session.execute(
+        extensions.db.select(
+            ApiKey.id,
+            ApiKey.key_hash,
+            ApiKey.expires_at,
+            ApiKey.revoked_at,
+            Tenant.id.label("tenant_id"),
+            Tenant.rate_limit,
+            Tenant.disabled,
+            Tenant.deleting_since,
+        )
+        .join(Tenant, Tenant.id == ApiKey.tenant_id)
+        .where(ApiKey.key_hash == digest)
+    ).first()
+    if (
+        row is None
+        or not hmac.compare_digest(row.key_hash, digest)
+        or row.revoked_at is not None
+        or row.deleting_since is not None
+    ):
+        return None
+    return Principal(
+        tenant_id=row.tenant_id,
+        rate_limit=row.rate_limit,
+        via="api_key",
+        key_id=row.id,
+        key_expires_at=row.expires_at,
+        disabled=row.disabled,
+    )
 
 
 def _tenant_from_jwt(token: str) -> Principal | None:
@@ -139,14 +195,18 @@ def _tenant_from_jwt(token: str) -> Principal | None:
         return None
     # The signature proved the claims; the cache only spares the tenant lookup, as for keys.
     cache_key = f"jwt-tenant:{tenant_id}"
-    cached = _credential_cache().get(cache_key)
+    cache = _credential_cache()
+    cached = cache.get(cache_key)
     if cached is not None:
         return cached
+    generation = cache.generation
     tenant = extensions.db.session.get(Tenant, tenant_id)
-    if tenant is None:
+    if tenant is None or tenant.deleting_since is not None:
         return None
-    principal = Principal(tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="jwt")
-    _credential_cache().put(cache_key, principal)
+    principal = Principal(
+        tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="jwt", disabled=tenant.disabled
+    )
+    cache.put(cache_key, principal, generation)
     return principal
 
 
@@ -208,6 +268,7 @@ class Refusals:
     missing: str  # no credentials at all
     invalid: str
     misplaced_key: str  # an API key sent where a token goes
+    disabled: str = "This tenant is disabled; an administrator can enable it again."
 
 
 HTTP_REFUSALS = Refusals(
@@ -227,6 +288,9 @@ def verify_credentials(api_key: str | None, bearer: str | None, refusals: Refusa
     """
     principal = resolve_credentials(api_key, bearer) if api_key or bearer else None
     if principal is not None:
+        if principal.disabled:
+            # Valid credentials (not counted as a failure), of a tenant switched off.
+            raise TenantDisabled(refusals.disabled)
         return principal
     ensure_not_locked_out()
     count_failed_attempt()

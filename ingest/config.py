@@ -208,9 +208,18 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "ADMIN_TOKEN_GENERATED": not admin_token,
         "ADMIN_TOKEN_FILE": admin_token_file,
         "TOKEN_TTL_SECONDS": _int(env, "TOKEN_TTL_SECONDS", 900, minimum=1),
-        # Short: a removed tenant's credentials must not outlive it for long on nodes that
-        # have not seen it fail (the node that does forgets them at once).
-        "CREDENTIAL_CACHE_SECONDS": _int(env, "CREDENTIAL_CACHE_SECONDS", 5),
+        # Verified credentials are cached this long. A change (key revoked, tenant disabled
+        # or deleted) is forgotten at once on its node and, over Redis, on every other;
+        # a node that cannot hear of it (no REDIS_URL, Redis away) follows within this.
+        "CREDENTIAL_CACHE_SECONDS": _int(env, "CREDENTIAL_CACHE_SECONDS", 1),
+        # How often each node checks its sockets' credentials against the database.
+        "CREDENTIAL_CHECK_MS": _int(env, "CREDENTIAL_CHECK_MS", 1000, minimum=100),
+        # Tenant lifecycle (ingest/services/tenants.py, ingest/lifecycle.py).
+        "KEY_ROTATION_GRACE_S": _int(env, "KEY_ROTATION_GRACE_S", 86400),
+        "KEY_USAGE_FLUSH_S": _int(env, "KEY_USAGE_FLUSH_S", 30, minimum=1),
+        "DEFAULT_RETENTION_DAYS": _int(env, "DEFAULT_RETENTION_DAYS", 0) or None,
+        "PURGE_INTERVAL_S": _int(env, "PURGE_INTERVAL_S", 60),
+        "PURGE_BATCH": _int(env, "PURGE_BATCH", 1000, minimum=1),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLITE_SYNCHRONOUS": _choice(

@@ -37,6 +37,10 @@ class Forbidden(ApiError):
     status, code = 403, "forbidden"
 
 
+class TenantDisabled(Forbidden):
+    code = "tenant_disabled"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 

@@ -1,4 +1,4 @@
-"""Database models: tenants and their events."""
+"""Database models: tenants, their keys, events and webhooks."""
 
 from __future__ import annotations
 
@@ -75,17 +75,55 @@ class Tenant(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    # Case-folded name: uniqueness is case-insensitive on every backend.
-    name_key: Mapped[str] = mapped_column(String(100), unique=True)
-    # Only a SHA-256 of the key is kept; the key itself is shown once at creation.
-    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    api_key_prefix: Mapped[str] = mapped_column(String(16))
+    # Case-folded name: uniqueness is case-insensitive on every backend. None once the
+    # tenant is being deleted, so that its name is free at once (NULLs never collide).
+    name_key: Mapped[str | None] = mapped_column(String(100), unique=True, nullable=True)
     rate_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Switched off by an operator: credentials refused (403), sockets dropped, webhooks
+    # held; the data stays.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Events older than this many days are purged; None: DEFAULT_RETENTION_DAYS.
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set when deletion was asked: the purge (ingest/lifecycle.py) removes the row last.
+    deleting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     # Ids are never reused (JWTs and cached credentials name them): SQLite would hand a
     # removed newest tenant's id to the next one without AUTOINCREMENT (migration 0006).
     __table_args__ = {"sqlite_autoincrement": True}
+
+    @property
+    def status(self) -> str:
+        if self.deleting_since is not None:
+            return "deleting"
+        return "disabled" if self.disabled else "active"
+
+
+class ApiKey(db.Model):
+    """One of a tenant's API keys. Only a SHA-256 of the key is kept; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's first characters: how the API, the dashboard and the CLI name it.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Written at most about once a minute per key and node (ingest/lifecycle.py).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set for the older keys when a new one is made (the rotation's grace period).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        db.UniqueConstraint("tenant_id", "prefix", name="uq_api_keys_tenant_prefix"),
+        # Ids are never reused: cached credentials and sockets name them.
+        {"sqlite_autoincrement": True},
+    )
+
+    def usable_at(self, moment: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)
 
 
 # `q` search on PostgreSQL runs on trigram indexes of event_search (migration 0005), which

@@ -109,6 +109,13 @@ def read_json_object(max_bytes: int | None = None) -> dict:
     return body
 
 
+def read_optional_json_object() -> dict:
+    """As read_json_object, but no body at all (curl -X POST) means an empty object."""
+    if not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return {}
+    return read_json_object()
+
+
 def _too_many(count: int, max_events: int, more: bool) -> BatchRejected:
     has = f"more than {max_events}" if more else str(count)
     return BatchRejected(

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 import socketio as python_socketio
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from .auth import Refusals, verify_credentials
-from .errors import AuthenticationFailed, RateLimited
+from .errors import AuthenticationFailed, RateLimited, TenantDisabled
 from .extensions import db, socketio
 from .fanout import Fanout, deliver
-from .models import Event
+from .models import ApiKey, Event, Tenant
 from .outages import Outage
 from .schemas import EVENT_ID, event_json
 
@@ -54,6 +54,7 @@ class Feed:
     """One connection's view of its tenant's stream."""
 
     tenant_id: int | None = None
+    key_id: int | None = None  # the API key it connected with (None: a JWT)
     types: frozenset[str] = frozenset()  # empty: every type
     replaying: bool = False
     buffered: list[dict] = field(default_factory=list)
@@ -74,12 +75,14 @@ class FeedRegistry:
         self._per_tenant: Counter[int] = Counter()
         self._lock = threading.Lock()
 
-    def open(self, sid: str, tenant_id: int, replaying: bool, most: int) -> bool:
+    def open(
+        self, sid: str, tenant_id: int, key_id: int | None, replaying: bool, most: int
+    ) -> bool:
         """Open a feed, unless its tenant already has ``most`` open on this node."""
         with self._lock:
             if self._per_tenant[tenant_id] >= most:
                 return False
-            self._feeds[sid] = Feed(tenant_id=tenant_id, replaying=replaying)
+            self._feeds[sid] = Feed(tenant_id=tenant_id, key_id=key_id, replaying=replaying)
             self._per_tenant[tenant_id] += 1
             return True
 
@@ -90,6 +93,11 @@ class FeedRegistry:
                 self._per_tenant[feed.tenant_id] -= 1
                 if not self._per_tenant[feed.tenant_id]:
                     del self._per_tenant[feed.tenant_id]
+
+    def credentials(self) -> list[tuple[str, int, int | None]]:
+        """(sid, tenant id, key id) of every open feed."""
+        with self._lock:
+            return [(sid, feed.tenant_id, feed.key_id) for sid, feed in self._feeds.items()]
 
     def set_types(self, sid: str, types: frozenset[str]) -> None:
         with self._lock:
@@ -357,6 +365,7 @@ _SOCKET_REFUSALS = Refusals(
     missing="send auth={'api_key': ...} or auth={'token': ...}",
     invalid="invalid, expired or revoked credentials",
     misplaced_key="that is an API key: send it as auth={'api_key': ...}",
+    disabled="this tenant is disabled; an administrator can enable it again",
 )
 
 
@@ -364,7 +373,7 @@ def _authenticate(api_key: str | None, token: str | None):
     """The connecting tenant's principal, or ConnectionRefusedError saying why."""
     try:
         return verify_credentials(api_key, token, _SOCKET_REFUSALS)
-    except (AuthenticationFailed, RateLimited) as error:
+    except (AuthenticationFailed, RateLimited, TenantDisabled) as error:
         raise ConnectionRefusedError(f"{error.code}: {error.message}") from None
 
 
@@ -379,7 +388,7 @@ def on_connect(auth=None):
     sid = request.sid
     # Buffer live events from the moment the socket is in the room until the replay is done.
     most = current_app.config["MAX_SOCKETS_PER_TENANT"]
-    if not feeds.open(sid, principal.tenant_id, last_event_id is not None, most):
+    if not feeds.open(sid, principal.tenant_id, principal.key_id, last_event_id is not None, most):
         raise ConnectionRefusedError(
             f"too_many_connections: this tenant has {most} sockets open on this server"
         )
@@ -450,3 +459,63 @@ def on_subscribe(data=None):
 @socketio.on("disconnect")
 def on_disconnect(reason=None):
     feeds.close(request.sid)
+
+
+# --- credentials that stop being valid -----------------------------------------------------
+
+# What a socket hears before it is disconnected, by why (the "revoked" event).
+REVOKED_REASONS = {
+    "tenant_disabled": "this tenant was disabled",
+    "tenant_deleted": "this tenant was deleted",
+    "key_revoked": "the API key this socket connected with was revoked or has expired",
+}
+
+
+def _refusals(open_feeds: list[tuple[str, int, int | None]], moment) -> dict[str, str]:
+    """sid → reason, for the open feeds whose credentials are no longer good."""
+    tenant_ids = {tenant_id for _, tenant_id, _ in open_feeds}
+    key_ids = {key_id for _, _, key_id in open_feeds if key_id is not None}
+    tenants = {
+        row.id: row
+        for row in db.session.execute(
+            select(Tenant.id, Tenant.disabled, Tenant.deleting_since).where(
+                Tenant.id.in_(tenant_ids)
+            )
+        )
+    }
+    usable_keys = set(
+        db.session.scalars(
+            select(ApiKey.id).where(
+                ApiKey.id.in_(key_ids),
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > moment),
+            )
+        )
+    ) if key_ids else set()
+    refused = {}
+    for sid, tenant_id, key_id in open_feeds:
+        tenant = tenants.get(tenant_id)
+        if tenant is None or tenant.deleting_since is not None:
+            refused[sid] = "tenant_deleted"
+        elif tenant.disabled:
+            refused[sid] = "tenant_disabled"
+        elif key_id is not None and key_id not in usable_keys:
+            refused[sid] = "key_revoked"
+    return refused
+
+
+def disconnect_refused(moment) -> int:
+    """Disconnect this node's sockets whose credentials were revoked, expired, or whose
+    tenant was disabled or deleted, telling each why first; returns how many."""
+    open_feeds = feeds.credentials()
+    if not open_feeds:
+        return 0
+    try:
+        refused = _refusals(open_feeds, moment)
+    finally:
+        db.session.remove()
+    for sid, reason in refused.items():
+        reasoned = {"code": reason, "message": REVOKED_REASONS[reason]}
+        socketio.emit("revoked", reasoned, to=sid, namespace=NAMESPACE)
+        socketio.server.disconnect(sid, namespace=NAMESPACE)
+    return len(refused)

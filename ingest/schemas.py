@@ -249,12 +249,48 @@ class TenantInSchema(_StrictSchema):
     )
 
 
+class TenantPatchSchema(TenantInSchema):
+    name = PlainText(validate=validate.Length(min=1, max=100))
+    disabled = JsonBoolean()
+    retention_days = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=36_500),
+        metadata={"description": "events older than this are purged; null = keep forever"},
+    )
+
+    @validates_schema
+    def _something(self, data, **_kwargs):
+        if not data:
+            raise ValidationError(
+                "Send at least one of name, rate_limit, disabled, retention_days."
+            )
+
+
 class TenantOutSchema(Schema):
     id = fields.Integer()
     name = fields.String()
-    api_key_prefix = fields.String()
     rate_limit = fields.Integer(allow_none=True)
     created_at = fields.DateTime(format="iso")
+    disabled = fields.Boolean()
+    retention_days = fields.Integer(allow_none=True)
+    status = fields.String(metadata={"description": "active, disabled or deleting"})
+
+
+class KeyInSchema(_StrictSchema):
+    grace_seconds = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=365 * 86400),
+        metadata={"description": "how long the tenant's other keys keep working"},
+    )
+
+
+class KeyOutSchema(Schema):
+    prefix = fields.String()
+    created_at = fields.DateTime(format="iso")
+    last_used_at = fields.DateTime(format="iso", allow_none=True)
+    expires_at = fields.DateTime(format="iso", allow_none=True)
+    revoked = fields.Function(lambda key: key.revoked_at is not None)
 
 
 class TimeRangeSchema(_StrictSchema):
@@ -279,6 +315,7 @@ class EventQuerySchema(TimeRangeSchema):
 
 
 tenant_out = TenantOutSchema()
+key_out = KeyOutSchema()
 
 
 class TypeCountSchema(Schema):

@@ -76,10 +76,40 @@ def test_tenant_ids_are_never_reused_and_upgrading_keeps_events(empty_database_u
             connection.execute(text("DELETE FROM tenants WHERE id = 7"))
             connection.execute(
                 text(
-                    "INSERT INTO tenants (name, name_key, api_key_hash, api_key_prefix, "
-                    "created_at) VALUES ('b', 'b', 'h2', 'p2', '2026-01-01 00:00:00')"
+                    "INSERT INTO tenants (name, name_key, disabled, created_at) "
+                    "VALUES ('b', 'b', false, '2026-01-01 00:00:00')"
                 )
             )
             new_id = connection.execute(text("SELECT id FROM tenants")).scalar()
         assert new_id != 7
+        db.engine.dispose()
+
+
+def test_upgrading_moves_each_tenants_key_into_api_keys_and_back(empty_database_url):
+    app = _app(empty_database_url)
+    with app.app_context():
+        upgrade(revision="0007")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO tenants (id, name, name_key, api_key_hash, api_key_prefix, "
+                    "created_at) VALUES (3, 'a', 'a', :digest, 'ik_abcdefg', "
+                    "'2026-01-01 00:00:00')"
+                ),
+                {"digest": "d" * 64},
+            )
+        upgrade()
+        with db.engine.begin() as connection:
+            keys = connection.execute(
+                text("SELECT tenant_id, key_hash, prefix, revoked_at FROM api_keys")
+            ).all()
+            assert [tuple(key) for key in keys] == [(3, "d" * 64, "ik_abcdefg", None)]
+            tenant = connection.execute(
+                text("SELECT disabled, retention_days, deleting_since FROM tenants")
+            ).one()
+            assert tuple(tenant) == (False, None, None)
+        downgrade(revision="0007")
+        with db.engine.begin() as connection:
+            row = connection.execute(text("SELECT api_key_hash, api_key_prefix FROM tenants")).one()
+            assert tuple(row) == ("d" * 64, "ik_abcdefg")
         db.engine.dispose()

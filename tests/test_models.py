@@ -31,7 +31,7 @@ def test_a_stored_time_reads_back_as_the_same_aware_utc_instant(app):
 
     when = datetime(2026, 1, 1, 5, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     with app.app_context():
-        tenant = Tenant(name="t", name_key="t", api_key_hash="h" * 64, api_key_prefix="ik_x")
+        tenant = Tenant(name="t", name_key="t")
         db.session.add(tenant)
         db.session.flush()
         db.session.add(

@@ -5,7 +5,7 @@ import hashlib
 from sqlalchemy import select
 
 from ingest.extensions import db
-from ingest.models import Tenant
+from ingest.models import ApiKey, Tenant
 from tests.support import create_tenant
 
 
@@ -15,7 +15,18 @@ def test_create_tenant_returns_key_once(client, admin_headers):
     )
     assert response.status_code == 201
     body = response.get_json()
-    assert set(body) == {"id", "name", "api_key", "api_key_prefix", "rate_limit", "created_at"}
+    assert set(body) == {
+        "id",
+        "name",
+        "api_key",
+        "api_key_prefix",
+        "rate_limit",
+        "created_at",
+        "disabled",
+        "retention_days",
+        "status",
+    }
+    assert (body["disabled"], body["retention_days"], body["status"]) == (False, None, "active")
     assert body["name"] == "Acme"
     assert body["rate_limit"] == 120
     assert body["api_key"].startswith("ik_")
@@ -26,10 +37,10 @@ def test_create_tenant_returns_key_once(client, admin_headers):
 def test_api_key_is_stored_only_as_a_hash(app, client):
     tenant = create_tenant(client, "acme")
     with app.app_context():
-        row = db.session.scalars(select(Tenant)).one()
-        stored = [str(value) for value in row.__dict__.values()]
+        rows = [db.session.scalars(select(Tenant)).one(), db.session.scalars(select(ApiKey)).one()]
+        stored = [str(value) for row in rows for value in row.__dict__.values()]
     assert all(tenant["api_key"] not in value for value in stored)
-    assert row.api_key_hash == hashlib.sha256(tenant["api_key"].encode()).hexdigest()
+    assert rows[1].key_hash == hashlib.sha256(tenant["api_key"].encode()).hexdigest()
 
 
 def test_duplicate_name_is_a_conflict_whatever_the_case(client, admin_headers):

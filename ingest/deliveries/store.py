@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, literal_column, select, update
 
-from ..models import FAILED, PENDING, SUCCEEDED, Event, WebhookDelivery, WebhookEndpoint
+from ..models import FAILED, PENDING, SUCCEEDED, Event, Tenant, WebhookDelivery, WebhookEndpoint
 from ..schemas import event_json
 from .sender import Outcome
 
@@ -26,6 +26,11 @@ endpoints = WebhookEndpoint.__table__
 # A literal, not a bound parameter: SQLite uses a partial index only for a WHERE term
 # that matches its own ("status = 'pending'") as written.
 IS_PENDING = deliveries.c.status == literal_column("'pending'")
+# A disabled tenant's deliveries wait (and go out when it is enabled again); a deleted
+# one's wait for the purge.
+_TENANT_ACTIVE = endpoints.c.tenant_id.in_(
+    select(Tenant.id).where(Tenant.disabled.is_(False), Tenant.deleting_since.is_(None))
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def _targets(connection, now: datetime, which) -> list[Target]:
             endpoints.c.secret,
             endpoints.c.previous_secret,
             endpoints.c.previous_secret_until,
-        ).where(endpoints.c.enabled, which)
+        ).where(endpoints.c.enabled, _TENANT_ACTIVE, which)
     )
     return [
         Target(
@@ -103,7 +108,9 @@ def _targets(connection, now: datetime, which) -> list[Target]:
 
 def tenants_with_endpoints(connection) -> set[int]:
     return set(
-        connection.scalars(select(endpoints.c.tenant_id).where(endpoints.c.enabled).distinct())
+        connection.scalars(
+            select(endpoints.c.tenant_id).where(endpoints.c.enabled, _TENANT_ACTIVE).distinct()
+        )
     )
 
 

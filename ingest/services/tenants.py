@@ -1,43 +1,65 @@
-"""Tenant use cases: create, list, look up, issue tokens."""
+"""Tenant use cases: create, list, look up, change, delete; their API keys; tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..auth import Principal, generate_api_key, issue_token
+from ..auth import Principal, generate_api_key, issue_token, now
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..extensions import db
-from ..models import Tenant
+from ..models import ApiKey, Tenant
+
+# A prefix that clashes with another key of the same tenant (54 random bits) is drawn again.
+_KEY_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
 class CreatedTenant:
     tenant: Tenant
     api_key: str  # shown once, never stored
+    prefix: str
 
 
-def create_tenant(name: str, rate_limit: int | None = None) -> CreatedTenant:
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    api_key: str  # shown once, never stored
+
+
+def _changes():
+    return current_app.extensions["credential_changes"]
+
+
+def _name_key(name: str) -> str:
     name = name.strip()
     if not name:
         raise ValidationError("The tenant name is blank.", details={"name": ["Must not be blank."]})
-    key = generate_api_key()
-    tenant = Tenant(
-        name=name,
-        name_key=name.casefold(),
-        api_key_hash=key.digest,
-        api_key_prefix=key.prefix,
-        rate_limit=rate_limit,
-    )
+    return name.casefold()
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A tenant named {name.strip()!r} already exists (names ignore case).")
+
+
+def create_tenant(name: str, rate_limit: int | None = None) -> CreatedTenant:
+    tenant = Tenant(name=name.strip(), name_key=_name_key(name), rate_limit=rate_limit)
+    generated = generate_api_key()
     db.session.add(tenant)
     try:
+        db.session.flush()
+        db.session.add(
+            ApiKey(tenant_id=tenant.id, key_hash=generated.digest, prefix=generated.prefix)
+        )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise Conflict(f"A tenant named {name!r} already exists (names ignore case).") from None
-    return CreatedTenant(tenant=tenant, api_key=key.key)
+        raise _name_taken(name) from None
+    return CreatedTenant(tenant=tenant, api_key=generated.key, prefix=generated.prefix)
 
 
 def list_tenants() -> list[Tenant]:
@@ -52,10 +74,102 @@ def get_tenant(tenant_id: int, principal: Principal) -> Tenant:
     return tenant
 
 
+def _live_tenant(tenant_id: int, principal: Principal) -> Tenant:
+    tenant = get_tenant(tenant_id, principal)
+    if tenant.deleting_since is not None:
+        raise Conflict(f"Tenant {tenant_id} is being deleted.")
+    return tenant
+
+
+def update_tenant(tenant_id: int, fields: dict) -> Tenant:
+    """Change any of name, rate_limit, disabled, retention_days; every node follows at once."""
+    tenant = _live_tenant(tenant_id, Principal(tenant_id=None))
+    if "name" in fields:
+        tenant.name, tenant.name_key = fields["name"].strip(), _name_key(fields["name"])
+    for attribute in ("rate_limit", "disabled", "retention_days"):
+        if attribute in fields:
+            setattr(tenant, attribute, fields[attribute])
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise _name_taken(fields["name"]) from None
+    _changes().announce(tenant_id)
+    return tenant
+
+
+def delete_tenant(tenant_id: int) -> None:
+    """Refuse the tenant's credentials everywhere now; its data goes in the background."""
+    tenant = get_tenant(tenant_id, Principal(tenant_id=None))
+    if tenant.deleting_since is None:
+        # Its name is free at once (NULLs never collide); the row goes last (purge).
+        tenant.deleting_since, tenant.name_key = now(), None
+        db.session.commit()
+    _changes().announce(tenant_id)
+    current_app.extensions["purger"].wake()
+
+
 def token_for(tenant_id: int, principal: Principal) -> tuple[str, int]:
     """A short-lived JWT for the tenant: to the admin, or to the tenant holding its API key."""
-    tenant = get_tenant(tenant_id, principal)
+    tenant = _live_tenant(tenant_id, principal)
+    _refuse_tokens(principal, "Tokens")
+    return issue_token(tenant.id)
+
+
+def _refuse_tokens(principal: Principal, what: str) -> None:
     if principal.via == "jwt":
         # A token must not mint its successor, or one leaked token lives forever.
-        raise Forbidden("Tokens are issued for an API key or the admin token, not for a token.")
-    return issue_token(tenant.id)
+        raise Forbidden(f"{what} are issued for an API key or the admin token, not for a token.")
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> CreatedKey:
+    """A new key; the tenant's other usable keys expire ``grace_seconds`` from now at the latest."""
+    tenant = _live_tenant(tenant_id, principal)
+    _refuse_tokens(principal, "API keys")
+    moment = now()
+    expiry = moment + timedelta(seconds=grace_seconds)
+    for _ in range(_KEY_ATTEMPTS):
+        generated = generate_api_key()
+        key = ApiKey(tenant_id=tenant.id, key_hash=generated.digest, prefix=generated.prefix)
+        db.session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.tenant_id == tenant.id,
+                ApiKey.revoked_at.is_(None),
+                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > expiry),
+            )
+            .values(expires_at=expiry)
+        )
+        db.session.add(key)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            continue
+        _changes().announce(tenant.id)
+        return CreatedKey(key=key, api_key=generated.key)
+    raise Conflict("Could not draw a key with a free prefix; try again.")
+
+
+def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
+    tenant = _live_tenant(tenant_id, principal)
+    return list(
+        db.session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant.id).order_by(ApiKey.id))
+    )
+
+
+def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
+    """Refused from this moment on every node; sockets that used it are disconnected."""
+    tenant = _live_tenant(tenant_id, principal)
+    key = db.session.scalar(
+        select(ApiKey).where(ApiKey.tenant_id == tenant.id, ApiKey.prefix == prefix)
+    )
+    if key is None:
+        raise NotFound(f"Tenant {tenant_id} has no key with prefix {prefix!r}.")
+    if key.revoked_at is None:
+        key.revoked_at = now()
+        db.session.commit()
+    _changes().announce(tenant.id)
