@@ -483,15 +483,19 @@ def _refusals(open_feeds: list[tuple[str, int, int | None]], moment) -> dict[str
             )
         )
     }
-    usable_keys = set(
-        db.session.scalars(
-            select(ApiKey.id).where(
-                ApiKey.id.in_(key_ids),
-                ApiKey.revoked_at.is_(None),
-                or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > moment),
+    usable_keys = (
+        set(
+            db.session.scalars(
+                select(ApiKey.id).where(
+                    ApiKey.id.in_(key_ids),
+                    ApiKey.revoked_at.is_(None),
+                    or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > moment),
+                )
             )
         )
-    ) if key_ids else set()
+        if key_ids
+        else set()
+    )
     refused = {}
     for sid, tenant_id, key_id in open_feeds:
         tenant = tenants.get(tenant_id)
