@@ -86,13 +86,16 @@ class FeedRegistry:
             self._per_tenant[tenant_id] += 1
             return True
 
-    def close(self, sid: str) -> None:
+    def close(self, sid: str) -> bool:
+        """Close a feed; False if it was not open (closed already)."""
         with self._lock:
             feed = self._feeds.pop(sid, None)
-            if feed is not None:
-                self._per_tenant[feed.tenant_id] -= 1
-                if not self._per_tenant[feed.tenant_id]:
-                    del self._per_tenant[feed.tenant_id]
+            if feed is None:
+                return False
+            self._per_tenant[feed.tenant_id] -= 1
+            if not self._per_tenant[feed.tenant_id]:
+                del self._per_tenant[feed.tenant_id]
+            return True
 
     def credentials(self) -> list[tuple[str, int, int | None]]:
         """(sid, tenant id, key id) of every open feed."""
@@ -518,8 +521,12 @@ def disconnect_refused(moment) -> int:
         refused = _refusals(open_feeds, moment)
     finally:
         db.session.remove()
+    dropped = 0
     for sid, reason in refused.items():
+        if not feeds.close(sid):
+            continue  # another check (or its own disconnect) got there first
+        dropped += 1
         reasoned = {"code": reason, "message": REVOKED_REASONS[reason]}
         socketio.emit("revoked", reasoned, to=sid, namespace=NAMESPACE)
         socketio.server.disconnect(sid, namespace=NAMESPACE)
-    return len(refused)
+    return dropped
