@@ -13,6 +13,8 @@ on a noisy machine:
   7. memory    server RSS while ingesting 1,000,000 events in batches of 1000
   8. webhooks  deliveries/s to one endpoint, 201-to-receiver latency at 200 events/s,
                single-event ingest with an endpoint against without (webhooks.py)
+  9. purge     another tenant's single-event p99 while a 1M-event tenant is deleted
+               (purge.py)
   +  the access log's cost: step 2 again on a server with LOG_LEVEL=INFO
 HTTP load comes from wrk (Lua POST script); subscribers are lean Socket.IO clients on
 uvloop (subscribers.py) spread over several processes. SQLite by default;
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import requests
 
-from tests.bench import webhooks
+from tests.bench import purge, webhooks
 from tests.bench.common import (
     BENCH_DIR,
     ROOT,
@@ -355,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--webhooks-only", action="store_true", help="only step 8, the webhook targets"
     )
+    parser.add_argument("--purge-only", action="store_true", help="only step 9, the purge")
     args = parser.parse_args(argv)
 
     if not shutil.which("wrk"):
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         # The access log's cost first, on its own server (LOG_LEVEL is read at start).
-        if "accesslog" not in skip and not args.webhooks_only:
+        if "accesslog" not in skip and not (args.webhooks_only or args.purge_only):
             server, _, _ = start_bench_server(database_url, args.mode, LOG_LEVEL="INFO")
             key = server.create_tenant("bench-log")["api_key"]
             events_url = server.url + "/api/v1/events"
@@ -405,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.webhooks_only:
             results["webhooks"] = webhooks.run(server, quick, seconds, rounds, label, args.profile)
             return finish(results, f"{label}-webhooks")
+        if args.purge_only:
+            results["purge"] = purge.run(server, database_url, quick, seconds)
+            return finish(results, f"{label}-purge")
         tenant = server.create_tenant("bench")
         key, tenant_id = tenant["api_key"], tenant["id"]
         live_key = server.create_tenant("bench-live")["api_key"]
@@ -447,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             results["profile"] = profile(
                 server.pid, 20, label, lambda s: run_wrk(events_url, key, single_bodies, 32, s)
             )
+        if "purge" not in skip:
+            results["purge"] = purge.run(server, database_url, quick, seconds)
         if "memory" not in skip:
             memory = memory_growth(server, key, memory_events)
             results["memory"] = memory
@@ -473,6 +481,8 @@ def report(r: dict) -> None:
     rows = _ingest_rows(r) if "ceiling" in r else []
     if "webhooks" in r:
         rows += webhooks.report_rows(r["webhooks"])
+    if "purge" in r:
+        rows += purge.report_rows(r["purge"])
     print(f"\n### ingest: {r['database']}, {r['mode']}{' (quick)' if r['quick'] else ''}\n")
     print(f"load generator: {r['load_generator']}")
     print(f"ceiling route: {r['ceiling_route']}; rate limits: {r['rate_limits']}\n")

@@ -89,11 +89,13 @@ def create_tenants(conn, names: list[str]) -> dict[str, tuple[int, str]]:
         for name in names:
             key = generate_api_key()
             cursor.execute(
-                "INSERT INTO tenants (name, name_key, api_key_hash, api_key_prefix, created_at)"
-                " VALUES (%s, %s, %s, %s, now()) RETURNING id",
-                (name, name.lower(), key.digest, key.prefix),
+                "INSERT INTO tenants (name, name_key, disabled, created_at)"
+                " VALUES (%s, %s, false, now()) RETURNING id",
+                (name, name.lower()),
             )
-            made[name] = (cursor.fetchone()[0], key.key)
+            tenant_id = cursor.fetchone()[0]
+            _add_key(cursor, tenant_id, key)
+            made[name] = (tenant_id, key.key)
     conn.commit()
     return made
 
@@ -104,16 +106,20 @@ def rotate_main_key(conn) -> tuple[int, str]:
 
     key = generate_api_key()
     with conn.cursor() as cursor:
-        cursor.execute(
-            "UPDATE tenants SET api_key_hash = %s, api_key_prefix = %s WHERE name_key = %s"
-            " RETURNING id",
-            (key.digest, key.prefix, MAIN_TENANT),
-        )
+        cursor.execute("SELECT id FROM tenants WHERE name_key = %s", (MAIN_TENANT,))
         row = cursor.fetchone()
+        if row is None:
+            raise SystemExit(f"no tenant {MAIN_TENANT!r} in that database; load one with --keep")
+        _add_key(cursor, row[0], key)
     conn.commit()
-    if row is None:
-        raise SystemExit(f"no tenant {MAIN_TENANT!r} in that database; load one with --keep")
     return row[0], key.key
+
+
+def _add_key(cursor, tenant_id: int, key) -> None:
+    cursor.execute(
+        "INSERT INTO api_keys (tenant_id, key_hash, prefix, created_at) VALUES (%s, %s, %s, now())",
+        (tenant_id, key.digest, key.prefix),
+    )
 
 
 def load(conn, main_id: int, main_events: int, noise: list[int], noise_events: int) -> float:
