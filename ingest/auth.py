@@ -70,18 +70,24 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def issue_token(tenant_id: int) -> tuple[str, int]:
-    """A short-lived HS256 JWT scoped to one tenant; returns (token, seconds to expiry)."""
+def issue_token(tenant_id: int, key_id: int | None = None) -> tuple[str, int]:
+    """A short-lived HS256 JWT scoped to one tenant; returns (token, seconds to expiry).
+
+    A token minted with an API key names it (claim "key"), and dies with it: revoking a
+    leaked key also refuses the tokens minted with it, not only after their expiry.
+    """
     ttl = current_app.config["TOKEN_TTL_SECONDS"]
-    now = time.time()
+    moment = time.time()
     # iat rounds down (never in the future); exp rounds up, so the token lives at least
     # the ``expires_in`` we announce.
     claims = {
         "sub": str(tenant_id),
         "aud": _JWT_AUDIENCE,
-        "iat": int(now),
-        "exp": math.ceil(now) + ttl,
+        "iat": int(moment),
+        "exp": math.ceil(moment) + ttl,
     }
+    if key_id is not None:
+        claims["key"] = key_id
     token = jwt.encode(claims, current_app.config["SECRET_KEY"], algorithm=_JWT_ALGORITHM)
     return token, ttl
 
@@ -142,7 +148,7 @@ def _tenant_from_api_key(key: str) -> Principal | None:
         if principal is None:
             return None
         cache.put(digest, principal, generation)
-    if principal.key_expires_at is not None and principal.key_expires_at <= now():
+    if not _still_valid(principal):
         cache.forget(digest)
         return None
     current_app.extensions["key_usage"].note(principal.key_id)
@@ -150,7 +156,14 @@ def _tenant_from_api_key(key: str) -> Principal | None:
 
 
 def _principal_for_key(digest: str) -> Principal | None:
-    row = extensions.db.session.execute(
+    row = _key_row(ApiKey.key_hash == digest)
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return _key_principal(row, via="api_key")
+
+
+def _key_row(which):
+    return extensions.db.session.execute(
         extensions.db.select(
             ApiKey.id,
             ApiKey.key_hash,
@@ -162,23 +175,27 @@ def _principal_for_key(digest: str) -> Principal | None:
             Tenant.deleting_since,
         )
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .where(ApiKey.key_hash == digest)
+        .where(which)
     ).first()
-    if (
-        row is None
-        or not hmac.compare_digest(row.key_hash, digest)
-        or row.revoked_at is not None
-        or row.deleting_since is not None
-    ):
+
+
+def _key_principal(row, via: str) -> Principal | None:
+    """The principal of a key's row (with its tenant's), unless revoked or being deleted."""
+    if row.revoked_at is not None or row.deleting_since is not None:
         return None
     return Principal(
         tenant_id=row.tenant_id,
         rate_limit=row.rate_limit,
-        via="api_key",
+        via=via,
         key_id=row.id,
         key_expires_at=row.expires_at,
         disabled=row.disabled,
     )
+
+
+def _still_valid(principal: Principal) -> bool:
+    """Whether a cached principal's key (if any) has not expired since it was cached."""
+    return principal.key_expires_at is None or principal.key_expires_at > now()
 
 
 def _tenant_from_jwt(token: str) -> Principal | None:
@@ -191,23 +208,36 @@ def _tenant_from_jwt(token: str) -> Principal | None:
             options={"require": ["exp", "sub", "aud"]},
         )
         tenant_id = int(claims["sub"])
+        key_id = claims.get("key")
+        if key_id is not None and (type(key_id) is not int or not 0 < key_id < 2**31):
+            return None
     except (jwt.InvalidTokenError, ValueError):
         return None
-    # The signature proved the claims; the cache only spares the tenant lookup, as for keys.
-    cache_key = f"jwt-tenant:{tenant_id}"
+    # The signature proved the claims; the cache only spares the lookup, as for keys.
+    cache_key = f"jwt-tenant:{tenant_id}:{key_id}"
     cache = _credential_cache()
-    cached = cache.get(cache_key)
-    if cached is not None:
-        return cached
-    generation = cache.generation
+    principal = cache.get(cache_key)
+    if principal is None:
+        generation = cache.generation
+        principal = _principal_for_token(tenant_id, key_id)
+        if principal is None:
+            return None
+        cache.put(cache_key, principal, generation)
+    return principal if _still_valid(principal) else None
+
+
+def _principal_for_token(tenant_id: int, key_id: int | None) -> Principal | None:
+    if key_id is not None:
+        row = _key_row(ApiKey.id == key_id)
+        if row is None or row.tenant_id != tenant_id:
+            return None
+        return _key_principal(row, via="jwt")
     tenant = extensions.db.session.get(Tenant, tenant_id)
     if tenant is None or tenant.deleting_since is not None:
         return None
-    principal = Principal(
+    return Principal(
         tenant_id=tenant.id, rate_limit=tenant.rate_limit, via="jwt", disabled=tenant.disabled
     )
-    cache.put(cache_key, principal, generation)
-    return principal
 
 
 def resolve_credentials(api_key: str | None, bearer: str | None) -> Principal | None:

@@ -37,13 +37,19 @@ class CredentialChanges:
         self._redis_url = app.config["REDIS_URL"]
         self._channel = f"{app.config['SOCKETIO_CHANNEL']}-credentials"
         self._serving = False
+        # Bounded waits: an announcement must never hang the request that made the change.
+        self._publisher = (
+            redis.Redis.from_url(self._redis_url, socket_timeout=2, socket_connect_timeout=2)
+            if self._redis_url
+            else None
+        )
 
     def announce(self, tenant_id: int) -> None:
         """After the change is committed: every node stops trusting what it cached."""
         self.apply(tenant_id)
-        if self._redis_url:
+        if self._publisher is not None:
             try:
-                redis.Redis.from_url(self._redis_url).publish(self._channel, str(tenant_id))
+                self._publisher.publish(self._channel, str(tenant_id))
             except redis.RedisError as error:
                 log.warning(
                     "could not tell other nodes of tenant %s's new credentials (%s); "
@@ -89,13 +95,18 @@ class CredentialChanges:
         )
         while True:
             try:
-                subscription = redis.Redis.from_url(self._redis_url).pubsub(
-                    ignore_subscribe_messages=True
-                )
+                # Pinged every 30 s: a Redis that vanished without closing the
+                # connection is noticed, not waited on forever.
+                subscription = redis.Redis.from_url(
+                    self._redis_url, socket_keepalive=True, health_check_interval=30
+                ).pubsub(ignore_subscribe_messages=True)
                 subscription.subscribe(self._channel)
                 outage.succeeded()
-                for message in subscription.listen():
-                    self.apply(int(message["data"]))
+                while True:
+                    # A timeout, not listen(): each call may send the health check's ping.
+                    message = subscription.get_message(timeout=5)
+                    if message is not None:
+                        self.apply(int(message["data"]))
             except (redis.RedisError, OSError, ValueError) as error:
                 outage.failed(error)
                 socketio.sleep(1)

@@ -426,3 +426,22 @@ def test_tenant_json_has_the_lifecycle_fields(client, admin_headers, tenant):
     listed = client.get("/api/v1/tenants", headers=admin_headers).get_json()["data"]
     assert {"disabled", "retention_days", "status"} <= set(listed[0])
     assert "api_key_prefix" not in listed[0]
+
+
+def test_tokens_minted_with_a_key_die_with_it_and_the_admins_do_not(client, admin_headers, tenant):
+    def bearer(headers) -> dict:
+        token = client.post(f"/api/v1/tenants/{tenant['id']}/token", headers=headers)
+        return {"Authorization": f"Bearer {token.get_json()['token']}"}
+
+    with_key, with_admin = bearer(tenant["headers"]), bearer(admin_headers)
+    assert client.get("/api/v1/events", headers=with_key).status_code == 200  # cached
+    _rotate(client, tenant, headers=admin_headers, grace_seconds=600)
+    with time_machine.travel(_in(601), tick=False):
+        assert client.get("/api/v1/events", headers=with_key).status_code == 401
+        assert client.get("/api/v1/events", headers=with_admin).status_code == 200
+    client.delete(
+        f"/api/v1/tenants/{tenant['id']}/keys/{tenant['api_key_prefix']}", headers=admin_headers
+    )
+    response = client.get("/api/v1/events", headers=with_key)
+    assert (response.status_code, _error(response)) == (401, "authentication_failed")
+    assert client.get("/api/v1/events", headers=with_admin).status_code == 200

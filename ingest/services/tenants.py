@@ -113,7 +113,7 @@ def token_for(tenant_id: int, principal: Principal) -> tuple[str, int]:
     """A short-lived JWT for the tenant: to the admin, or to the tenant holding its API key."""
     tenant = _live_tenant(tenant_id, principal)
     _refuse_tokens(principal, "Tokens")
-    return issue_token(tenant.id)
+    return issue_token(tenant.id, principal.key_id)
 
 
 def _refuse_tokens(principal: Principal, what: str) -> None:
