@@ -124,6 +124,10 @@ def test_keys_of_another_tenant_are_not_found_and_tokens_cannot_mint_keys(
     bearer = {"Authorization": f"Bearer {token.get_json()['token']}"}
     response = _rotate(client, tenant, headers=bearer)
     assert (response.status_code, _error(response)) == (403, "forbidden")
+    url = f"/api/v1/tenants/{tenant['id']}/keys/{tenant['api_key_prefix']}"
+    response = client.delete(url, headers=bearer)
+    assert (response.status_code, _error(response)) == (403, "forbidden")
+    assert len(_keys(client, tenant, headers=bearer)) == 1  # a token may read them
 
 
 def test_a_revoked_key_is_refused_at_once_even_when_cached(client, tenant):

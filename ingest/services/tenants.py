@@ -84,17 +84,25 @@ def _live_tenant(tenant_id: int, principal: Principal) -> Tenant:
 def update_tenant(tenant_id: int, fields: dict) -> Tenant:
     """Change any of name, rate_limit, disabled, retention_days; every node follows at once."""
     tenant = _live_tenant(tenant_id, Principal(tenant_id=None))
+    values = {k: fields[k] for k in ("rate_limit", "disabled", "retention_days") if k in fields}
     if "name" in fields:
-        tenant.name, tenant.name_key = fields["name"].strip(), _name_key(fields["name"])
-    for attribute in ("rate_limit", "disabled", "retention_days"):
-        if attribute in fields:
-            setattr(tenant, attribute, fields[attribute])
+        values.update(name=fields["name"].strip(), name_key=_name_key(fields["name"]))
     try:
+        # Only while it is not being deleted: a change racing a DELETE must not give the
+        # deleted tenant its name back.
+        changed = db.session.execute(
+            update(Tenant)
+            .where(Tenant.id == tenant.id, Tenant.deleting_since.is_(None))
+            .values(**values)
+        ).rowcount
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         raise _name_taken(fields["name"]) from None
+    if not changed:
+        raise Conflict(f"Tenant {tenant_id} is being deleted.")
     _changes().announce(tenant_id)
+    db.session.refresh(tenant)
     return tenant
 
 
@@ -119,7 +127,7 @@ def token_for(tenant_id: int, principal: Principal) -> tuple[str, int]:
 def _refuse_tokens(principal: Principal, what: str) -> None:
     if principal.via == "jwt":
         # A token must not mint its successor, or one leaked token lives forever.
-        raise Forbidden(f"{what} are issued for an API key or the admin token, not for a token.")
+        raise Forbidden(f"{what} take an API key or the admin token, not a token.")
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -164,6 +172,8 @@ def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
 def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
     """Refused from this moment on every node; sockets that used it are disconnected."""
     tenant = _live_tenant(tenant_id, principal)
+    # A token could otherwise revoke every key of its tenant (and lock it out).
+    _refuse_tokens(principal, "Revocations")
     key = db.session.scalar(
         select(ApiKey).where(ApiKey.tenant_id == tenant.id, ApiKey.prefix == prefix)
     )
