@@ -122,6 +122,11 @@ function webhookPath(...parts) {
   return ["/webhooks", ...parts.map(encodeURIComponent)].join("/");
 }
 
+/** `/tenants/<id>/…`, each part URL-escaped. */
+function tenantPath(...parts) {
+  return ["/tenants", ...parts.map((part) => encodeURIComponent(String(part)))].join("/");
+}
+
 /** The API calls the dashboard makes, bound to one credential. */
 export function apiFor(credential) {
   const call = async (path, options) => (await request(credential, path, options)).data;
@@ -129,7 +134,17 @@ export function apiFor(credential) {
     whoami: () => call("/tenants/me"),
     listTenants: () => call("/tenants"),
     createTenant: (fields) => call("/tenants", { method: "POST", body: fields }),
-    issueToken: (tenantId) => call(`/tenants/${tenantId}/token`, { method: "POST" }),
+    issueToken: (tenantId) => call(tenantPath(tenantId, "token"), { method: "POST" }),
+    // The admin's settings of a tenant (tenant-settings.js).
+    getTenant: (tenantId) => call(tenantPath(tenantId)),
+    updateTenant: (tenantId, fields) =>
+      call(tenantPath(tenantId), { method: "PATCH", body: fields }),
+    deleteTenant: (tenantId) => call(tenantPath(tenantId), { method: "DELETE" }),
+    listKeys: (tenantId) => call(tenantPath(tenantId, "keys")),
+    createKey: (tenantId, graceSeconds) =>
+      call(tenantPath(tenantId, "keys"), { method: "POST", body: { grace_seconds: graceSeconds } }),
+    revokeKey: (tenantId, prefix) =>
+      call(tenantPath(tenantId, "keys", prefix), { method: "DELETE" }),
     listEvents: ({ types, q, cursor, limit = 50 }, signal) =>
       call("/events", { query: { type: types, q, cursor, limit }, signal }),
     eventStats: () => call("/events/stats"),

@@ -42,7 +42,9 @@ const stats = createStatsPanel({
   onTypeChosen: (type) => events.filterByType(type),
 });
 const sendForm = createSendForm();
-const tenants = createTenantsPanel({ onSelect: openTenant });
+const tenants = createTenantsPanel({
+  onSelect: (tenant) => (tenant ? openTenant(tenant) : closeTenantShowingNone()),
+});
 const webhooks = createWebhooksPanel();
 
 // --- connection indicator ---------------------------------------------------------------
@@ -172,6 +174,11 @@ function openTenant(tenant) {
       );
     },
   });
+}
+
+function closeTenantShowingNone() {
+  closeTenant();
+  showNoTenant();
 }
 
 function showNoTenant() {

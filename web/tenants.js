@@ -1,11 +1,16 @@
 // The tenants panel: the selector (the admin sees every tenant, a tenant sees itself),
-// the "new tenant" form, and the one-time display of a new tenant's API key.
+// the "new tenant" form and the one-time display of a new tenant's API key, and for the
+// admin each tenant's settings (tenant-settings.js).
 
+import { createApiKeyDialog } from "./api-key-dialog.js";
 import { ErrorCategory } from "./api.js";
 import { byId, formatCount, fromTemplate, setFieldError, setHue, setState } from "./dom.js";
-import { showToast, toastError, toastSuccess } from "./toasts.js";
+import { createTenantSettings, TENANT_STATUS_TEXT } from "./tenant-settings.js";
+import { toastError, toastSuccess } from "./toasts.js";
 
 const MAX_RATE_LIMIT = 10_000_000;
+// A tenant being deleted is read again this often until it is gone from the server.
+const DELETION_CHECK_MS = 3000;
 
 function initialsOf(name) {
   const words = name.split(/[\s_.:-]+/).filter(Boolean);
@@ -18,30 +23,10 @@ function rateLimitText(tenant) {
   return tenant.rate_limit ? `${formatCount(tenant.rate_limit)}/min` : "default";
 }
 
-/** A curl command that posts one event with this key, ready to paste. */
-export function curlCommand(origin, apiKey) {
-  return [
-    `curl -X POST '${origin}/api/v1/events' \\`,
-    `  -H 'Content-Type: application/json' \\`,
-    `  -H 'X-API-Key: ${apiKey}' \\`,
-    `  -d '{"type": "user.signup", "metadata": {"plan": "pro"}}'`,
-  ].join("\n");
-}
-
-/** Copies to the clipboard, or selects the field for Ctrl+C where that is not allowed. */
-export async function copyText(text, field) {
-  try {
-    await navigator.clipboard.writeText(text);
-    toastSuccess("Copied to the clipboard");
-  } catch {
-    // No clipboard permission (or not a secure context): select it for Ctrl+C.
-    field.focus();
-    field.select();
-    showToast({ kind: "info", title: "Press Ctrl+C to copy", message: "The text is selected." });
-  }
-}
-
-/** `onSelect(tenant)` runs when a tenant is chosen (by a click, or after creating it). */
+/**
+ * `onSelect(tenant)` runs when a tenant is chosen (by a click, after creating it, or when
+ * the one on screen is deleted: then the next one, or null when none is left).
+ */
 export function createTenantsPanel({ onSelect }) {
   const list = byId("tenant-list");
   const stateLine = byId("tenants-state");
@@ -52,50 +37,145 @@ export function createTenantsPanel({ onSelect }) {
   const nameError = byId("tenant-name-error");
   const limitInput = byId("tenant-rate-limit");
   const limitError = byId("tenant-rate-limit-error");
-  const dialog = byId("api-key-dialog");
-  const keyField = byId("api-key-value");
-  const curlField = byId("api-key-curl");
+  const keyDialog = createApiKeyDialog();
+  const settings = createTenantSettings({
+    keyDialog,
+    onChanged: changed,
+    onRemoved: removed,
+    onClosed: (id) => {
+      const button = list.querySelector(`[data-tenant-id="${id}"] .tenant-settings-button`);
+      (button && !button.disabled ? button : byId("tenants-heading")).focus();
+    },
+  });
 
   let tenants = [];
   let selectedId = null;
   let adminApi = null;
   let liveState = "idle";
+  const deletionChecks = new Map(); // tenant id → timer, while it is being deleted
 
   function render() {
+    // The list is redrawn whole: the control that had focus gets it back.
+    const focused = list.contains(document.activeElement) ? document.activeElement : null;
+    const focusedId = focused?.closest("[data-tenant-id]")?.dataset.tenantId;
+    const focusedClass = focused?.classList.contains("tenant-settings-button")
+      ? ".tenant-settings-button"
+      : ".tenant-item";
     count.textContent = tenants.length ? formatCount(tenants.length) : "";
     const items = tenants.map((tenant) => {
       const item = fromTemplate("tenant-item-template");
       const button = item.querySelector(".tenant-item");
       const selected = tenant.id === selectedId;
+      const deleting = tenant.status === "deleting";
+      item.dataset.tenantId = String(tenant.id);
       button.dataset.tenantId = String(tenant.id);
       button.setAttribute("aria-pressed", String(selected));
       if (selected) button.dataset.live = liveState;
+      button.disabled = deleting;
       const avatar = item.querySelector(".tenant-avatar");
       avatar.textContent = initialsOf(tenant.name);
       setHue(avatar, tenant.name);
-      item.querySelector(".tenant-name").textContent = tenant.name;
-      const key = item.querySelector(".tenant-key");
-      key.textContent = `${tenant.api_key_prefix}…`;
-      key.title = "API key prefix";
+      const name = item.querySelector(".tenant-name");
+      name.textContent = tenant.name;
+      name.id = `tenant-name-${tenant.id}`;
+      const status = item.querySelector(".tenant-status");
+      status.textContent = TENANT_STATUS_TEXT[tenant.status] || tenant.status;
+      status.dataset.status = tenant.status;
       const limit = item.querySelector(".tenant-limit");
       limit.textContent = rateLimitText(tenant);
       limit.title = tenant.rate_limit
         ? `Rate limit: ${formatCount(tenant.rate_limit)} events per minute`
         : "Rate limit: the server's default";
-      button.title = `Show events of ${tenant.name}`;
+      button.title = deleting ? `${tenant.name} is being deleted` : `Show events of ${tenant.name}`;
       button.addEventListener("click", () => select(tenant.id));
+      const settingsButton = item.querySelector(".tenant-settings-button");
+      settingsButton.hidden = !adminApi;
+      settingsButton.disabled = deleting;
+      settingsButton.title = `Settings of ${tenant.name}`;
+      settingsButton.setAttribute("aria-describedby", name.id); // which tenant
+      settingsButton.addEventListener("click", () => settings.open(tenant, adminApi));
       return item;
     });
     list.replaceChildren(...items);
+    if (focusedId) {
+      list.querySelector(`[data-tenant-id="${focusedId}"] ${focusedClass}`)?.focus();
+    }
   }
 
-  function select(id) {
+  function select(id, { again = false } = {}) {
     const tenant = tenants.find((t) => t.id === id);
-    if (!tenant || id === selectedId) return;
+    if (!tenant || tenant.status === "deleting" || (id === selectedId && !again)) return;
     selectedId = id;
     liveState = "connecting";
     render();
     onSelect(tenant);
+  }
+
+  /** The first tenant not being deleted, or null. */
+  function firstLive(preferredId = null) {
+    const live = tenants.filter((t) => t.status !== "deleting");
+    return live.find((t) => t.id === preferredId) || live[0] || null;
+  }
+
+  /** The settings changed a tenant (or learnt it changed): the list and the screen follow. */
+  function changed(updated) {
+    const before = tenants.find((t) => t.id === updated.id);
+    if (!before) return;
+    tenants = tenants.map((t) => (t.id === updated.id ? { ...t, ...updated } : t));
+    if (updated.status === "deleting") followDeletion(updated.id);
+    if (updated.id !== selectedId) {
+      render();
+    } else if (updated.status === "deleting") {
+      leaveSelected();
+    } else if (before.status === "disabled" && updated.status === "active") {
+      select(updated.id, { again: true }); // reconnects the feed its disabling closed
+    } else {
+      render();
+    }
+  }
+
+  function removed(id) {
+    clearTimeout(deletionChecks.get(id));
+    deletionChecks.delete(id);
+    tenants = tenants.filter((t) => t.id !== id);
+    if (id === selectedId) leaveSelected();
+    else render();
+  }
+
+  /** The tenant on screen is going: show the next one, or none. */
+  function leaveSelected() {
+    const next = firstLive();
+    if (next) {
+      select(next.id);
+      return;
+    }
+    selectedId = null;
+    render();
+    onSelect(null);
+  }
+
+  /** Reads a tenant being deleted again every few seconds, and drops it once it is gone. */
+  function followDeletion(id) {
+    if (deletionChecks.has(id) || !adminApi) return;
+    const api = adminApi;
+    const check = async () => {
+      try {
+        await api.getTenant(id);
+      } catch (error) {
+        if (!deletionChecks.has(id)) return; // signed out meanwhile
+        if (error.category === ErrorCategory.NOT_FOUND) {
+          removed(id);
+          return;
+        }
+      }
+      if (deletionChecks.has(id)) deletionChecks.set(id, setTimeout(check, DELETION_CHECK_MS));
+    };
+    deletionChecks.set(id, setTimeout(check, DELETION_CHECK_MS));
+  }
+
+  function stopDeletionChecks() {
+    for (const timer of deletionChecks.values()) clearTimeout(timer);
+    deletionChecks.clear();
   }
 
   function readForm() {
@@ -113,14 +193,6 @@ export function createTenantsPanel({ onSelect }) {
     return limit === null ? { name } : { name, rate_limit: limit };
   }
 
-  function revealKey(created) {
-    byId("api-key-tenant").textContent = created.name;
-    keyField.value = created.api_key;
-    curlField.value = curlCommand(window.location.origin, created.api_key);
-    dialog.showModal();
-    keyField.focus();
-    keyField.select();
-  }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -141,7 +213,7 @@ export function createTenantsPanel({ onSelect }) {
       setState(stateLine, "");
       toastSuccess("Tenant created", tenant.name);
       select(tenant.id);
-      revealKey(created);
+      keyDialog.reveal({ tenant: created.name, apiKey: created.api_key });
     } catch (error) {
       if (error.category === ErrorCategory.CONFLICT) {
         setFieldError(nameInput, nameError, "A tenant with this name already exists.");
@@ -163,15 +235,6 @@ export function createTenantsPanel({ onSelect }) {
   nameInput.addEventListener("input", () => setFieldError(nameInput, nameError, ""));
   limitInput.addEventListener("input", () => setFieldError(limitInput, limitError, ""));
 
-  byId("api-key-copy").addEventListener("click", () => copyText(keyField.value, keyField));
-  byId("api-key-curl-copy").addEventListener("click", () => copyText(curlField.value, curlField));
-  // The key is shown once: once the dialog closes, it is gone from the page.
-  dialog.addEventListener("close", () => {
-    keyField.value = "";
-    curlField.value = "";
-    byId("events-heading").focus();
-  });
-
   return {
     /** The admin's view: every tenant, and the form to create one. */
     async showAdmin(api, preferredId) {
@@ -179,6 +242,7 @@ export function createTenantsPanel({ onSelect }) {
       createSection.hidden = false;
       tenants = [];
       selectedId = null;
+      stopDeletionChecks();
       render();
       setState(stateLine, "Loading tenants…", "loading");
       try {
@@ -197,8 +261,9 @@ export function createTenantsPanel({ onSelect }) {
       }
       setState(stateLine, "");
       render();
-      const preferred = tenants.find((t) => t.id === preferredId) || tenants[0];
-      select(preferred.id);
+      for (const tenant of tenants) if (tenant.status === "deleting") followDeletion(tenant.id);
+      const preferred = firstLive(preferredId);
+      if (preferred) select(preferred.id);
     },
 
     /** A tenant's own view: itself only, no creation. */
@@ -222,7 +287,9 @@ export function createTenantsPanel({ onSelect }) {
       tenants = [];
       selectedId = null;
       adminApi = null;
-      if (dialog.open) dialog.close();
+      stopDeletionChecks();
+      settings.close();
+      keyDialog.close();
       createSection.open = false;
       form.reset();
       setFieldError(nameInput, nameError, "");

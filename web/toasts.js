@@ -17,6 +17,30 @@ const ERROR_TITLES = {
   [ErrorCategory.SERVER]: "Server error",
 };
 
+// A modal dialog's backdrop covers the page, toasts included. While dialogs are open the
+// toasts become a popover, shown again above each new one: the top layer stacks in the
+// order things are shown there.
+let raisedAbove = [];
+
+function placeAboveDialogs(container) {
+  const modals = [...document.querySelectorAll("dialog:modal")];
+  const raised = container.matches(":popover-open");
+  const same = modals.length === raisedAbove.length && modals.every((m) => raisedAbove.includes(m));
+  // Already above each of them: showing it again would replay the toasts' entrance.
+  if (raised && same) return;
+  if (raised) container.hidePopover();
+  raisedAbove = modals;
+  if (modals.length) {
+    container.popover = "manual";
+    container.showPopover();
+  } else {
+    container.removeAttribute("popover");
+  }
+}
+
+// "close" does not bubble: listen on the way down, for every dialog.
+document.addEventListener("close", () => placeAboveDialogs(byId("toasts")), true);
+
 /** Shows a toast; `kind` is success, info, warning or error. Returns the node. */
 export function showToast({ kind = "info", title, message = "", category = "" }) {
   const container = byId("toasts");
@@ -47,6 +71,7 @@ export function showToast({ kind = "info", title, message = "", category = "" })
   toast.addEventListener("focusin", hold);
   toast.addEventListener("focusout", release);
 
+  placeAboveDialogs(container);
   container.append(toast);
   while (container.children.length > MAX_VISIBLE) container.firstElementChild.remove();
   return toast;

@@ -2,6 +2,7 @@
 // the secret, delete after a confirmation, send a test), a signing secret shown once, and
 // one endpoint's recent deliveries, each of which can be retried.
 
+import { copyText } from "./api-key-dialog.js";
 import { ErrorCategory } from "./api.js";
 import {
   byId,
@@ -13,7 +14,6 @@ import {
   setState,
 } from "./dom.js";
 import { TYPE_PATTERN } from "./send-form.js";
-import { copyText } from "./tenants.js";
 import { toastError, toastSuccess } from "./toasts.js";
 
 const DELIVERIES_SHOWN = 25;

@@ -155,6 +155,7 @@ def test_tenant_key_signs_in_to_its_own_events_only(page, server, console):
     expect(page.locator("#role-badge")).to_have_text("Tenant · acme")
     expect(page.locator(".tenant-item")).to_have_count(1)
     expect(page.locator("#tenant-create")).to_be_hidden()
+    expect(page.locator(".tenant-settings-button")).to_be_hidden()  # the admin's only
     expect_live(page)
     expect(page.locator("#feed-state")).to_contain_text("No events yet")
 
@@ -241,6 +242,7 @@ def test_admin_creates_a_tenant_and_sees_its_key_once(page, server, console):
     selected = page.locator(".tenant-item[aria-pressed=true]")
     expect(selected.locator(".tenant-name")).to_have_text("acme")
     expect(selected.locator(".tenant-limit")).to_have_text("120/min")
+    expect(selected.locator(".tenant-status")).to_have_text("Active")
     expect(selected).to_have_attribute("data-live", "connected")
 
     # The key works, and its events reach the admin's view of the tenant.
