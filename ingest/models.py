@@ -122,8 +122,12 @@ class ApiKey(db.Model):
         {"sqlite_autoincrement": True},
     )
 
-    def usable_at(self, moment: datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > moment)
+    def status_at(self, moment: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is None:
+            return "active"
+        return "expiring" if self.expires_at > moment else "expired"
 
 
 # `q` search on PostgreSQL runs on trigram indexes of event_search (migration 0005), which

@@ -18,6 +18,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from .models import utcnow
+
 
 def _name_pattern(max_length: int) -> re.Pattern:
     """1 to ``max_length`` characters from A-Z, a-z, 0-9 and _ . : -
@@ -291,6 +293,10 @@ class KeyOutSchema(Schema):
     last_used_at = fields.DateTime(format="iso", allow_none=True)
     expires_at = fields.DateTime(format="iso", allow_none=True)
     revoked = fields.Function(lambda key: key.revoked_at is not None)
+    status = fields.Function(
+        lambda key: key.status_at(utcnow()),
+        metadata={"description": "active, expiring (in a rotation's grace), expired or revoked"},
+    )
 
 
 class TimeRangeSchema(_StrictSchema):

@@ -35,6 +35,10 @@ def _events_status(client, key: str) -> int:
     return client.get("/api/v1/events", headers={"X-API-Key": key}).status_code
 
 
+def new_headers(created: dict) -> dict:
+    return {"headers": {"X-API-Key": created["api_key"]}}
+
+
 def _error(response) -> str:
     return response.get_json()["error"]["code"]
 
@@ -52,7 +56,8 @@ def _in(seconds: float) -> datetime:
 
 def test_a_new_tenant_has_one_key_listed_without_the_key(client, tenant):
     [key] = _keys(client, tenant)
-    assert set(key) == {"prefix", "created_at", "last_used_at", "expires_at", "revoked"}
+    assert set(key) == {"prefix", "created_at", "last_used_at", "expires_at", "revoked", "status"}
+    assert key["status"] == "active"
     assert tenant["api_key"].startswith(key["prefix"]) and key["prefix"] == tenant["api_key_prefix"]
     assert (key["expires_at"], key["revoked"], key["last_used_at"]) == (None, False, None)
 
@@ -61,7 +66,15 @@ def test_a_rotated_key_works_during_its_grace_and_is_refused_after(client, tenan
     response = _rotate(client, tenant, grace_seconds=3600)
     assert response.status_code == 201
     new = response.get_json()
-    assert set(new) == {"api_key", "prefix", "created_at", "last_used_at", "expires_at", "revoked"}
+    assert set(new) == {
+        "api_key",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked",
+        "status",
+    }
     assert new["api_key"].startswith(new["prefix"]) and new["expires_at"] is None
     old_key = tenant["api_key"]
     old = next(k for k in _keys(client, tenant) if k["prefix"] == tenant["api_key_prefix"])
@@ -71,10 +84,13 @@ def test_a_rotated_key_works_during_its_grace_and_is_refused_after(client, tenan
     assert _events_status(client, old_key) == 200  # cached now, too
     with time_machine.travel(_in(3599), tick=False):
         assert _events_status(client, old_key) == 200
+    assert old["status"] == "expiring"
     with time_machine.travel(_in(3601), tick=False):
         response = client.get("/api/v1/events", headers={"X-API-Key": old_key})
         assert (response.status_code, _error(response)) == (401, "authentication_failed")
         assert _events_status(client, new["api_key"]) == 200
+        statuses = {k["prefix"]: k["status"] for k in _keys(client, {**tenant, **new_headers(new)})}
+        assert statuses == {old["prefix"]: "expired", new["prefix"]: "active"}
 
 
 def test_grace_zero_refuses_the_other_keys_at_once(client, tenant):
@@ -143,7 +159,7 @@ def test_a_revoked_key_is_refused_at_once_even_when_cached(client, tenant):
         for k in _keys(client, {**tenant, "headers": {"X-API-Key": second["api_key"]}})
         if k["prefix"] == tenant["api_key_prefix"]
     )
-    assert revoked["revoked"] is True
+    assert (revoked["revoked"], revoked["status"]) == (True, "revoked")
     # Revoking again is harmless; an unknown prefix is not found.
     assert client.delete(url, headers={"X-API-Key": second["api_key"]}).status_code == 204
     missing = client.delete(f"{url}x", headers={"X-API-Key": second["api_key"]})

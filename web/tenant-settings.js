@@ -24,11 +24,10 @@ const KEY_STATE_TEXT = {
   revoked: "Revoked",
 };
 
-/** A key's state at `now`: active, expiring (a rotation's grace period), expired or revoked. */
-export function keyState(key, now = Date.now()) {
-  if (key.revoked) return "revoked";
-  if (!key.expires_at) return "active";
-  return new Date(key.expires_at).getTime() > now ? "expiring" : "expired";
+/** A key's state as the server judged it (its clock, not the browser's): active,
+ * expiring (a rotation's grace period), expired or revoked. */
+export function keyState(key) {
+  return key.status;
 }
 
 /** A number field's value: a whole number, null when empty, NaN for anything else. */
@@ -175,7 +174,7 @@ export function createTenantSettings({ keyDialog, onChanged, onRemoved, onClosed
   function keyRow(key, now) {
     const row = fromTemplate("tenant-key-row-template");
     row.dataset.prefix = key.prefix;
-    const state = keyState(key, now);
+    const state = keyState(key);
     row.querySelector(".key-prefix").textContent = `${key.prefix}…`;
     const status = row.querySelector(".key-status");
     status.textContent = KEY_STATE_TEXT[state];
