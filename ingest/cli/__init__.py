@@ -1,38 +1,20 @@
-"""Operators' commands, under Flask's own CLI: `flask --app wsgi <group> <command>`."""
+"""Operators' commands, under Flask's own CLI: `flask --app wsgi <group> <command>`.
+
+One group per noun, one module per group; each command parses its options, calls the
+same service functions as the API and prints the outcome. Errors end a command with a
+message and exit status 1 (common.OperatorCommand).
+"""
 
 from __future__ import annotations
 
-import click
-from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask import Flask
 
-webhooks_cli = AppGroup("webhooks", help="Webhook delivery.")
-
-
-@webhooks_cli.command("worker")
-def run_worker() -> None:
-    """Deliver webhooks in this process until interrupted.
-
-    Run as many as you like, on any nodes sharing the database: they share the work
-    without sending an attempt twice. Servers start a worker of their own unless started
-    with WEBHOOK_WORKER=off. Ctrl+C stops it once what it has claimed is sent and
-    recorded (up to WEBHOOK_TIMEOUT_S).
-    """
-    worker = current_app.extensions["webhook_worker"]
-    worker.start()
-    click.echo("Delivering webhooks; Ctrl+C stops.", err=True)
-    try:
-        worker.join()
-    except KeyboardInterrupt:
-        worker.finish()
-
-
-@webhooks_cli.command("prune")
-def prune() -> None:
-    """Remove finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS now."""
-    removed = current_app.extensions["webhook_worker"].prune()
-    click.echo(f"Removed {removed} deliveries.")
+from .events import events_cli
+from .purge import purge_cli
+from .tenants import tenants_cli
+from .webhooks import webhooks_cli
 
 
 def init_app(app: Flask) -> None:
-    app.cli.add_command(webhooks_cli)
+    for group in (tenants_cli, events_cli, webhooks_cli, purge_cli):
+        app.cli.add_command(group)
