@@ -220,6 +220,8 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "DEFAULT_RETENTION_DAYS": _int(env, "DEFAULT_RETENTION_DAYS", 0) or None,
         "PURGE_INTERVAL_S": _int(env, "PURGE_INTERVAL_S", 60),
         "PURGE_BATCH": _int(env, "PURGE_BATCH", 1000, minimum=1),
+        # Events per read of `flask events export` (ingest/cli/events.py).
+        "EXPORT_BATCH": _int(env, "EXPORT_BATCH", 1000, minimum=1),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "SQLITE_SYNCHRONOUS": _choice(

@@ -9,8 +9,6 @@ from .payloads import BatchRejected, read_batch_items, read_json_object
 from .ratelimits import charge_ingest, ensure_ingest_budget, limit_reads
 from .schemas import (
     BucketSchema,
-    EventInSchema,
-    EventLimits,
     EventQuerySchema,
     StatsOutSchema,
     TimeRangeSchema,
@@ -19,18 +17,9 @@ from .schemas import (
 )
 from .services import events as service
 from .services.ingestion import ingest_events
-from .validation import load, load_each, query_args
+from .validation import event_schema, load, load_each, query_args
 
 bp = Blueprint("events", __name__, url_prefix="/api/v1/events")
-
-
-def _event_schema() -> EventInSchema:
-    # Built once per app: constructing a marshmallow schema copies every field, which
-    # profiling showed costing ~4% of an ingest request.
-    if "event_schema" not in current_app.extensions:
-        limits = EventLimits.from_config(current_app.config)
-        current_app.extensions["event_schema"] = EventInSchema(limits=limits)
-    return current_app.extensions["event_schema"]
 
 
 def _reads_body(reader):
@@ -46,7 +35,7 @@ def _reads_body(reader):
         def wrapper(*args, **kwargs):
             ensure_ingest_budget()
             try:
-                g.body = reader(_event_schema().limits.max_json_bytes)
+                g.body = reader(event_schema().limits.max_json_bytes)
             except BatchRejected as refused:
                 charge_ingest(refused.events_read)
                 raise
@@ -62,7 +51,7 @@ def _reads_body(reader):
 @require_tenant
 @_reads_body(read_json_object)
 def create_event():
-    item = load(_event_schema(), g.body, message="The event is invalid; nothing was stored.")
+    item = load(event_schema(), g.body, message="The event is invalid; nothing was stored.")
     result = ingest_events(g.tenant_id, [item])
     return result.events[0], 201 if result.created[0] else 200
 
@@ -74,7 +63,7 @@ def create_event():
 )
 def create_batch():
     items = load_each(
-        _event_schema(),
+        event_schema(),
         g.body,
         message="Some events in the batch are invalid (details are keyed by index); "
         "nothing was stored.",

@@ -6,6 +6,7 @@ import base64
 import binascii
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from ..errors import ValidationError
 from ..extensions import db
 from ..models import Event, EventSearch, EventSearchPending, utcnow
+from ..schemas import event_json
 
 # --- reading ----------------------------------------------------------------------------------
 
@@ -143,6 +145,38 @@ def list_events(tenant_id: int, query: EventQuery) -> tuple[list[Event], str | N
     page = rows[: query.limit]
     next_cursor = encode_cursor(page[-1].seq) if len(rows) > query.limit else None
     return page, next_cursor
+
+
+def export_events(
+    tenant_id: int,
+    types: list[str],
+    since: datetime | None,
+    until: datetime | None,
+    batch: int,
+) -> Iterator[list[dict]]:
+    """The tenant's events (as ``event_json`` renders them) in storage order, oldest first,
+    ``batch`` at a time: a keyset on the storage sequence, so memory stays flat however
+    many there are.
+
+    Each page is its own short read, not one transaction held open for the whole
+    export: events stored while it runs may or may not be in it.
+    """
+    events = Event.__table__
+    stmt = select(events).where(events.c.tenant_id == tenant_id, *_time_filters(since, until))
+    if types:
+        stmt = stmt.where(events.c.type.in_(types))
+    after = 0
+    while True:
+        with db.engine.connect() as connection:
+            rows = connection.execute(
+                stmt.where(events.c.seq > after).order_by(events.c.seq).limit(batch)
+            ).all()
+        if not rows:
+            return
+        yield [event_json(row._asdict()) for row in rows]
+        if len(rows) < batch:
+            return
+        after = rows[-1].seq
 
 
 def event_stats(tenant_id: int, since: datetime | None, until: datetime | None) -> dict:

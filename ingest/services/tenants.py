@@ -14,6 +14,9 @@ from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..extensions import db
 from ..models import ApiKey, Tenant
 
+# The operator: what the CLI acts as.
+ADMIN = Principal(tenant_id=None)
+
 # A prefix that clashes with another key of the same tenant (54 random bits) is drawn again.
 _KEY_ATTEMPTS = 3
 
@@ -74,7 +77,8 @@ def get_tenant(tenant_id: int, principal: Principal) -> Tenant:
     return tenant
 
 
-def _live_tenant(tenant_id: int, principal: Principal) -> Tenant:
+def live_tenant(tenant_id: int, principal: Principal = ADMIN) -> Tenant:
+    """The tenant, if this principal may see it and it is not being deleted (else 409)."""
     tenant = get_tenant(tenant_id, principal)
     if tenant.deleting_since is not None:
         raise Conflict(f"Tenant {tenant_id} is being deleted.")
@@ -83,7 +87,7 @@ def _live_tenant(tenant_id: int, principal: Principal) -> Tenant:
 
 def update_tenant(tenant_id: int, fields: dict) -> Tenant:
     """Change any of name, rate_limit, disabled, retention_days; every node follows at once."""
-    tenant = _live_tenant(tenant_id, Principal(tenant_id=None))
+    tenant = live_tenant(tenant_id)
     values = {k: fields[k] for k in ("rate_limit", "disabled", "retention_days") if k in fields}
     if "name" in fields:
         values.update(name=fields["name"].strip(), name_key=_name_key(fields["name"]))
@@ -108,7 +112,7 @@ def update_tenant(tenant_id: int, fields: dict) -> Tenant:
 
 def delete_tenant(tenant_id: int) -> None:
     """Refuse the tenant's credentials everywhere now; its data goes in the background."""
-    tenant = get_tenant(tenant_id, Principal(tenant_id=None))
+    tenant = get_tenant(tenant_id, ADMIN)
     if tenant.deleting_since is None:
         # Its name is free at once (NULLs never collide); the row goes last (purge).
         tenant.deleting_since, tenant.name_key = now(), None
@@ -119,7 +123,7 @@ def delete_tenant(tenant_id: int) -> None:
 
 def token_for(tenant_id: int, principal: Principal) -> tuple[str, int]:
     """A short-lived JWT for the tenant: to the admin, or to the tenant holding its API key."""
-    tenant = _live_tenant(tenant_id, principal)
+    tenant = live_tenant(tenant_id, principal)
     _refuse_tokens(principal, "Tokens")
     return issue_token(tenant.id, principal.key_id)
 
@@ -135,7 +139,7 @@ def _refuse_tokens(principal: Principal, what: str) -> None:
 
 def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> CreatedKey:
     """A new key; the tenant's other usable keys expire ``grace_seconds`` from now at the latest."""
-    tenant = _live_tenant(tenant_id, principal)
+    tenant = live_tenant(tenant_id, principal)
     _refuse_tokens(principal, "API keys")
     moment = now()
     expiry = moment + timedelta(seconds=grace_seconds)
@@ -163,7 +167,7 @@ def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> Crea
 
 
 def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
-    tenant = _live_tenant(tenant_id, principal)
+    tenant = live_tenant(tenant_id, principal)
     return list(
         db.session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant.id).order_by(ApiKey.id))
     )
@@ -171,7 +175,7 @@ def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
 
 def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
     """Refused from this moment on every node; sockets that used it are disconnected."""
-    tenant = _live_tenant(tenant_id, principal)
+    tenant = live_tenant(tenant_id, principal)
     # A token could otherwise revoke every key of its tenant (and lock it out).
     _refuse_tokens(principal, "Revocations")
     key = db.session.scalar(

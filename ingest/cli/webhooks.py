@@ -1,12 +1,13 @@
-"""Operators' commands, under Flask's own CLI: `flask --app wsgi <group> <command>`."""
+"""`flask --app wsgi webhooks …`: a delivery worker, and pruning the delivery log."""
 
 from __future__ import annotations
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask import current_app
 
-webhooks_cli = AppGroup("webhooks", help="Webhook delivery.")
+from .common import OperatorGroup
+
+webhooks_cli = OperatorGroup("webhooks", help="Webhook delivery.")
 
 
 @webhooks_cli.command("worker")
@@ -32,7 +33,3 @@ def prune() -> None:
     """Remove finished deliveries older than WEBHOOK_LOG_RETENTION_DAYS now."""
     removed = current_app.extensions["webhook_worker"].prune()
     click.echo(f"Removed {removed} deliveries.")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(webhooks_cli)
