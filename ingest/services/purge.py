@@ -32,9 +32,6 @@ class PurgeReport:
     tenants_removed: list[int] = field(default_factory=list)
     events_removed: int = 0  # by deletion and retention together
 
-    def __str__(self) -> str:
-        return f"{len(self.tenants_removed)} tenants removed, {self.events_removed} events removed"
-
 
 def _batch() -> int:
     return current_app.config["PURGE_BATCH"]
