@@ -180,3 +180,14 @@ def tenant(client) -> dict:
 @pytest.fixture
 def other_tenant(client) -> dict:
     return create_tenant(client, "globex")
+
+
+@pytest.fixture
+def cli(app):
+    """``cli(*args)``: run a `flask --app wsgi` command of ``app`` (Flask's CLI runner)."""
+    runner = app.test_cli_runner()
+
+    def invoke(*args, **kwargs):
+        return runner.invoke(args=[str(arg) for arg in args], **kwargs)
+
+    return invoke

@@ -25,16 +25,6 @@ EVENTS = [
 ]
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args, **kwargs):
-        return runner.invoke(args=[str(arg) for arg in args], **kwargs)
-
-    return invoke
-
-
 def _lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines()]
 

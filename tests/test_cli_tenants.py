@@ -7,16 +7,6 @@ import pytest
 from tests.support import post_events
 
 
-@pytest.fixture
-def cli(app):
-    runner = app.test_cli_runner()
-
-    def invoke(*args, **kwargs):
-        return runner.invoke(args=[str(arg) for arg in args], **kwargs)
-
-    return invoke
-
-
 def _status(client, api_key: str) -> int:
     return client.get("/api/v1/tenants/me", headers={"X-API-Key": api_key}).status_code
 

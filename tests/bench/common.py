@@ -173,3 +173,18 @@ def start_server(
     env = {**env, "RATELIMIT_ENABLED": "true", **HUGE_LIMITS}
     server = BenchServer(database_url, mode, argv, **env).start(migrate=False)
     return server, "limits of 1e9/minute (RATELIMIT_ENABLED=false answered 500)"
+
+
+def bench_app(database_url: str):
+    """The app in this process, on the bench's database: to load or insert rows directly."""
+    from ingest import create_app
+    from ingest.config import normalise_database_url
+
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
+            "SOCKETIO_ASYNC_MODE": "threading",
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "LOG_LEVEL": "WARNING",
+        }
+    )

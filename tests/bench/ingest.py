@@ -42,6 +42,7 @@ from tests.bench import purge, webhooks
 from tests.bench.common import (
     BENCH_DIR,
     ROOT,
+    bench_app,
     cpu_seconds,
     environment,
     markdown_table,
@@ -104,19 +105,10 @@ def floor_rows_per_s(database_url: str, tenant_id: int, seconds: float, batch: i
     """Rows/s of batched executemany inserts through the app's engine, no HTTP."""
     import secrets
 
-    from ingest import create_app
-    from ingest.config import normalise_database_url
     from ingest.extensions import db
     from ingest.models import Event, utcnow
 
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
-            "SOCKETIO_ASYNC_MODE": "threading",
-            "RATELIMIT_STORAGE_URI": "memory://",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
+    app = bench_app(database_url)
     factory = EventFactory(seed=4)
     templates = [factory.event() for _ in range(batch)]
     table = Event.__table__

@@ -15,7 +15,7 @@ import time
 
 import requests
 
-from tests.bench.common import percentile
+from tests.bench.common import bench_app, percentile
 from tests.bench.data import EventFactory
 from tests.bench.load import paced_ingest
 
@@ -25,19 +25,10 @@ TARGET_RATIO = 2.0
 
 def load_big_tenant(database_url: str, tenant_id: int, count: int, chunk: int = 10_000) -> float:
     """``count`` events for the tenant through the app's engine; returns seconds taken."""
-    from ingest import create_app
-    from ingest.config import normalise_database_url
     from ingest.extensions import db
     from ingest.models import Event, utcnow
 
-    app = create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
-            "SOCKETIO_ASYNC_MODE": "threading",
-            "RATELIMIT_STORAGE_URI": "memory://",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
+    app = bench_app(database_url)
     templates = [EventFactory(seed=9).event() for _ in range(1000)]
     table = Event.__table__
     started = time.monotonic()
