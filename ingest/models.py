@@ -122,6 +122,9 @@ class ApiKey(db.Model):
         {"sqlite_autoincrement": True},
     )
 
+    def usable_at(self, moment: datetime) -> bool:
+        return self.status_at(moment) in ("active", "expiring")
+
     def status_at(self, moment: datetime) -> str:
         if self.revoked_at is not None:
             return "revoked"
