@@ -15,7 +15,9 @@ class ConfigError(ValueError):
     """A setting in the environment is malformed."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -25,6 +27,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -215,9 +219,10 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         # How often each node checks its sockets' credentials against the database.
         "CREDENTIAL_CHECK_MS": _int(env, "CREDENTIAL_CHECK_MS", 1000, minimum=100),
         # Tenant lifecycle (ingest/services/tenants.py, ingest/lifecycle.py).
-        "KEY_ROTATION_GRACE_S": _int(env, "KEY_ROTATION_GRACE_S", 86400),
+        # At most what a request may ask for (a year; schemas.KeyInSchema).
+        "KEY_ROTATION_GRACE_S": _int(env, "KEY_ROTATION_GRACE_S", 86400, maximum=365 * 86400),
         "KEY_USAGE_FLUSH_S": _int(env, "KEY_USAGE_FLUSH_S", 30, minimum=1),
-        "DEFAULT_RETENTION_DAYS": _int(env, "DEFAULT_RETENTION_DAYS", 0) or None,
+        "DEFAULT_RETENTION_DAYS": _int(env, "DEFAULT_RETENTION_DAYS", 0, maximum=36_500) or None,
         "PURGE_INTERVAL_S": _int(env, "PURGE_INTERVAL_S", 60),
         "PURGE_BATCH": _int(env, "PURGE_BATCH", 1000, minimum=1),
         # Events per read of `flask events export` (ingest/cli/events.py).

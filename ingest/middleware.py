@@ -13,6 +13,9 @@ from flask import Flask, g, request
 access_log = logging.getLogger("ingest.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# An API key pasted into a path (DELETE …/keys/<the whole key> instead of its prefix):
+# the log keeps what a prefix shows, never the rest.
+_KEY_IN_PATH = re.compile(r"(ik_[A-Za-z0-9_-]{9})[A-Za-z0-9_-]+")
 
 
 def _start_request() -> None:
@@ -36,7 +39,7 @@ def _log_access(status: int) -> None:
         json.dumps(
             {
                 "method": request.method,
-                "path": request.path,
+                "path": _KEY_IN_PATH.sub(r"\1…", request.path),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)
                 if started

@@ -470,7 +470,8 @@ def on_disconnect(reason=None):
 REVOKED_REASONS = {
     "tenant_disabled": "this tenant was disabled",
     "tenant_deleted": "this tenant was deleted",
-    "key_revoked": "the API key this socket connected with was revoked or has expired",
+    "key_revoked": "the API key this socket connected with (or whose token it used) was "
+    "revoked or has expired",
 }
 
 

@@ -87,7 +87,7 @@ def list_keys(tenant_id: int):
     return {"data": key_out.dump(service.list_keys(tenant_id, g.principal), many=True)}
 
 
-@bp.delete(f"/<{TENANT_ID}:tenant_id>/keys/<string(maxlength=16):prefix>")
+@bp.delete(f"/<{TENANT_ID}:tenant_id>/keys/<string(maxlength=200):prefix>")
 @require_any
 def revoke_key(tenant_id: int, prefix: str):
     service.revoke_key(tenant_id, prefix, g.principal)

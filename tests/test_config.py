@@ -40,6 +40,10 @@ def test_redis_url_switches_limiter_and_queue(tmp_path):
         {"SOCKETIO_ASYNC_MODE": "gevent-ish"},
         {"SQLITE_SYNCHRONOUS": "OFF; DROP TABLE x"},
         {"SECRET_KEY": "short"},
+        # Past what a request may ask for; a far larger one failed rotations with a 500.
+        {"KEY_ROTATION_GRACE_S": str(365 * 86400 + 1)},
+        {"DEFAULT_RETENTION_DAYS": "999999999"},
+        {"CREDENTIAL_CHECK_MS": "5"},
     ],
 )
 def test_malformed_settings_are_refused_with_their_name(tmp_path, env):

@@ -1,6 +1,7 @@
 """Tenant and key lifecycle over the API: rotation with grace, revocation, changes,
 disabling, deletion with its purge, retention. The clock moves with time-machine."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -162,7 +163,7 @@ def test_a_revoked_key_is_refused_at_once_even_when_cached(client, tenant):
     assert (revoked["revoked"], revoked["status"]) == (True, "revoked")
     # Revoking again is harmless; an unknown prefix is not found.
     assert client.delete(url, headers={"X-API-Key": second["api_key"]}).status_code == 204
-    missing = client.delete(f"{url}x", headers={"X-API-Key": second["api_key"]})
+    missing = client.delete(f"{url[:-12]}ik_000000000", headers={"X-API-Key": second["api_key"]})
     assert (missing.status_code, _error(missing)) == (404, "not_found")
 
 
@@ -465,3 +466,16 @@ def test_tokens_minted_with_a_key_die_with_it_and_the_admins_do_not(client, admi
     response = client.get("/api/v1/events", headers=with_key)
     assert (response.status_code, _error(response)) == (401, "authentication_failed")
     assert client.get("/api/v1/events", headers=with_admin).status_code == 200
+
+
+def test_a_whole_key_in_place_of_a_prefix_is_refused_and_never_logged(
+    client, admin_headers, tenant, caplog
+):
+    url = f"/api/v1/tenants/{tenant['id']}/keys/{tenant['api_key']}"
+    with caplog.at_level(logging.INFO, logger="ingest.access"):
+        response = client.delete(url, headers=admin_headers)
+    assert (response.status_code, _error(response)) == (400, "validation_error")
+    assert "revoke it" in response.get_json()["error"]["message"]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert tenant["api_key"] not in logged and tenant["api_key"][:12] in logged
+    assert _keys(client, tenant)[0]["revoked"] is False

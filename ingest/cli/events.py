@@ -50,7 +50,7 @@ def _filters(types: tuple[str, ...], since: str | None = None, until: str | None
 @click.option("--until", metavar="ISO", help="Only events whose timestamp is before this one.")
 @types_option
 def export(tenant_id: int, since: str | None, until: str | None, types: tuple[str, ...]) -> None:
-    """Write a tenant's events to stdout as NDJSON, oldest first.
+    """Write a tenant's events to stdout as NDJSON, in storage order (first stored first).
 
     One line per event in the API's format (id, type, metadata, timestamp,
     received_at): `events import` takes it back. Read in batches of EXPORT_BATCH,

@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..auth import Principal, generate_api_key, issue_token, now
+from ..auth import PREFIX_LENGTH, Principal, generate_api_key, issue_token, now
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..extensions import db
 from ..models import ApiKey, Tenant
@@ -178,6 +178,12 @@ def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
     tenant = live_tenant(tenant_id, principal)
     # A token could otherwise revoke every key of its tenant (and lock it out).
     _refuse_tokens(principal, "Revocations")
+    if len(prefix) > PREFIX_LENGTH:
+        raise ValidationError(
+            f"Send the key's prefix (its first {PREFIX_LENGTH} characters, as GET …/keys "
+            "lists them), not more. If that was a whole key, it has been in a URL: revoke it.",
+            details={"prefix": [f"At most {PREFIX_LENGTH} characters."]},
+        )
     key = db.session.scalar(
         select(ApiKey).where(ApiKey.tenant_id == tenant.id, ApiKey.prefix == prefix)
     )
