@@ -12,6 +12,8 @@ import pytest
 import requests
 import socketio
 
+from .server import LiveServer
+
 pytestmark = pytest.mark.e2e
 
 
@@ -40,9 +42,11 @@ def _status(node, key: str) -> tuple[int, str | None]:
     return response.status_code, body["error"]["code"] if "error" in body else None
 
 
-@pytest.fixture
-def two_nodes(live_server_factory, fresh_database, shared_redis_url):
-    database_url = fresh_database()
+@pytest.fixture(scope="module")
+def two_nodes(session_databases, shared_redis_url):
+    """Two nodes for the module (each test uses tenants of its own): starting two per
+    test cost ~8 s each."""
+    database_url = session_databases.new()
     env = {
         "REDIS_URL": shared_redis_url,
         "SOCKETIO_CHANNEL": f"ingest-test-{uuid.uuid4().hex}",
@@ -50,15 +54,16 @@ def two_nodes(live_server_factory, fresh_database, shared_redis_url):
         # Long: only announcements, never an expired cache entry, can explain a refusal.
         "CREDENTIAL_CACHE_SECONDS": "300",
     }
-    return (
-        live_server_factory(database_url=database_url, **env),
-        live_server_factory(database_url=database_url, **env),
-    )
+    node_a = LiveServer(database_url, **env).start()
+    node_b = LiveServer(database_url, **env).start(migrate=False)
+    yield node_a, node_b
+    node_a.stop()
+    node_b.stop()
 
 
 def test_a_revoked_key_is_refused_at_once_on_both_nodes_and_its_sockets_dropped(two_nodes):
     node_a, node_b = two_nodes
-    tenant = node_a.create_tenant("acme")
+    tenant = node_a.create_tenant("revoked")
     second = node_a.admin("POST", f"/api/v1/tenants/{tenant['id']}/keys").json()
     sockets = [Socket(node.url, api_key=tenant["api_key"]) for node in two_nodes]
     keeps = Socket(node_b.url, api_key=second["api_key"])
@@ -83,8 +88,8 @@ def test_a_revoked_key_is_refused_at_once_on_both_nodes_and_its_sockets_dropped(
 
 def test_disable_drops_sockets_everywhere_and_enable_restores(two_nodes):
     node_a, node_b = two_nodes
-    tenant = node_a.create_tenant("acme")
-    other = node_a.create_tenant("globex")
+    tenant = node_a.create_tenant("disabled-one")
+    other = node_a.create_tenant("bystander")
     socket = Socket(node_a.url, api_key=tenant["api_key"])
     bystander = Socket(node_a.url, api_key=other["api_key"])
     try:
@@ -107,7 +112,7 @@ def test_disable_drops_sockets_everywhere_and_enable_restores(two_nodes):
 
 def test_delete_is_refused_at_once_purged_in_the_background_then_404(two_nodes):
     node_a, node_b = two_nodes
-    tenant = node_a.create_tenant("acme")
+    tenant = node_a.create_tenant("deleted-one")
     assert node_a.post_events(tenant["api_key"], [{"type": "t"}] * 50).status_code == 201
     socket = Socket(node_b.url, api_key=tenant["api_key"])
     try:
@@ -117,7 +122,7 @@ def test_delete_is_refused_at_once_purged_in_the_background_then_404(two_nodes):
         assert _status(node_b, tenant["api_key"]) == (401, "authentication_failed")
         assert socket.dropped_within(5)
         assert [r["code"] for r in socket.reasons] == ["tenant_deleted"]
-        assert node_b.create_tenant("acme")["id"] != tenant["id"]
+        assert node_b.create_tenant("deleted-one")["id"] != tenant["id"]
         # The node that took the DELETE purges at once, not at its next PURGE_INTERVAL_S.
         deadline = time.monotonic() + 10
         while node_b.admin("GET", f"/api/v1/tenants/{tenant['id']}").status_code == 200:
