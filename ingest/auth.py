@@ -342,6 +342,25 @@ def authenticate() -> Principal:
     return principal
 
 
+def reconfirm() -> None:
+    """Check a tenant request's credentials again once its body is read, before it writes.
+
+    A client may take its time sending a body (each read may wait
+    REQUEST_BODY_TIMEOUT_SECONDS): a request authenticated before its key was revoked,
+    or its tenant disabled or deleted, must not then get its write done (a held-open
+    request of a leaked key minted a new key minutes after the revocation).
+    """
+    principal = g.get("principal")
+    if principal is None or principal.is_admin:
+        return
+    api_key = request.headers.get("X-API-Key")
+    again = resolve_credentials(api_key, None if api_key else _bearer_token())
+    if again is None:
+        raise AuthenticationFailed(HTTP_REFUSALS.invalid)
+    if again.disabled:
+        raise TenantDisabled(HTTP_REFUSALS.disabled)
+
+
 def require_admin(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):

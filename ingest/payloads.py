@@ -15,6 +15,7 @@ import re
 
 from flask import request
 
+from .auth import reconfirm
 from .errors import ApiError, ValidationError
 from .fairness import CpuSlices
 
@@ -98,6 +99,7 @@ def read_json_object(max_bytes: int | None = None) -> dict:
     if _media_type() != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
     data = read_body()
+    reconfirm()  # the body may have taken minutes to come
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(f"An event is at most {max_bytes} bytes of JSON.")
     try:
@@ -266,6 +268,7 @@ def read_batch_items(max_events: int, max_item_bytes: int) -> list:
         items = _read_ndjson(max_events, max_item_bytes)
     else:
         items = _read_json_batch(max_events, max_item_bytes)
+    reconfirm()  # the body may have taken minutes to come
     if not 1 <= len(items) <= max_events:
         raise _too_many(len(items), max_events, more=False)
     return items

@@ -1,7 +1,10 @@
 """Tenant and key lifecycle over the API: rotation with grace, revocation, changes,
 disabling, deletion with its purge, retention. The clock moves with time-machine."""
 
+import io
+import json
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -479,3 +482,77 @@ def test_a_whole_key_in_place_of_a_prefix_is_refused_and_never_logged(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert tenant["api_key"] not in logged and tenant["api_key"][:12] in logged
     assert _keys(client, tenant)[0]["revoked"] is False
+
+
+class _HeldBody(io.RawIOBase):
+    """A request body held back until ``meanwhile()`` has run (in a thread of its own, as
+    another client's request would): a client sending its body slowly, on purpose."""
+
+    def __init__(self, body: bytes, meanwhile):
+        self._body, self._meanwhile = io.BytesIO(body), meanwhile
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._body.seek(offset, whence)
+
+    def readinto(self, buffer) -> int:
+        if self._meanwhile is not None:
+            thread = threading.Thread(target=self._meanwhile)
+            thread.start()
+            thread.join()
+            self._meanwhile = None
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _held(client, url: str, headers: dict, body: dict, meanwhile):
+    data = json.dumps(body).encode()
+    return client.post(
+        url,
+        input_stream=_HeldBody(data, meanwhile),
+        content_length=len(data),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def test_a_request_whose_body_comes_after_its_key_is_revoked_writes_nothing(
+    app, client, admin_headers, tenant
+):
+    def revoke():
+        revoked = app.test_client().delete(
+            f"/api/v1/tenants/{tenant['id']}/keys/{tenant['api_key_prefix']}",
+            headers=admin_headers,
+        )
+        assert revoked.status_code == 204
+
+    url = f"/api/v1/tenants/{tenant['id']}/keys"
+    response = _held(client, url, tenant["headers"], {"grace_seconds": 0}, revoke)
+    assert (response.status_code, _error(response)) == (401, "authentication_failed")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ApiKey)) == 1
+
+
+def test_events_whose_body_comes_after_the_tenant_is_disabled_are_not_stored(
+    app, client, admin_headers, tenant
+):
+    def disable():
+        app.test_client().patch(
+            f"/api/v1/tenants/{tenant['id']}", json={"disabled": True}, headers=admin_headers
+        )
+
+    for url, body in (
+        ("/api/v1/events", {"type": "t"}),
+        ("/api/v1/events/batch", {"events": [{"type": "t"}]}),
+    ):
+        _patch(client, admin_headers, tenant, disabled=False)
+        response = _held(client, url, tenant["headers"], body, disable)
+        assert (response.status_code, _error(response)) == (403, "tenant_disabled")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Event)) == 0
