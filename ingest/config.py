@@ -222,6 +222,10 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         # At most what a request may ask for (a year; schemas.KeyInSchema).
         "KEY_ROTATION_GRACE_S": _int(env, "KEY_ROTATION_GRACE_S", 86400, maximum=365 * 86400),
         "KEY_USAGE_FLUSH_S": _int(env, "KEY_USAGE_FLUSH_S", 30, minimum=1),
+        # Keys a tenant may hold at once that are usable (active, or in a rotation's grace).
+        "MAX_KEYS_PER_TENANT": _int(env, "MAX_KEYS_PER_TENANT", 10, minimum=1),
+        # Keys made and revoked per tenant (the admin is not limited).
+        "TENANT_KEY_CHANGES_LIMIT": _rate(env, "RATELIMIT_KEY_CHANGES", "60/hour"),
         "DEFAULT_RETENTION_DAYS": _int(env, "DEFAULT_RETENTION_DAYS", 0, maximum=36_500) or None,
         "PURGE_INTERVAL_S": _int(env, "PURGE_INTERVAL_S", 60),
         "PURGE_BATCH": _int(env, "PURGE_BATCH", 1000, minimum=1),

@@ -106,10 +106,12 @@ def charge_ingest(events: int) -> None:
 
 
 def _limited(limit_of, scope: str, cost_of=lambda: 1):
+    """A per-tenant limit on a route; the admin is not limited."""
+
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            if _enabled():
+            if _enabled() and not g.principal.is_admin:
                 _check(limit_of(), scope, cost_of())
             return view(*args, **kwargs)
 
@@ -121,6 +123,8 @@ def _limited(limit_of, scope: str, cost_of=lambda: 1):
 # Single and batch ingestion draw on one budget per tenant (charge_ingest: a batch of n
 # costs n, counted as its body is read); reads have a budget of their own.
 limit_reads = _limited(_read_limit, "read")
+# Keys made and revoked: each is a row kept, and an announcement to every node.
+limit_key_changes = _limited(lambda: current_app.config["TENANT_KEY_CHANGES_LIMIT"], "key-changes")
 
 
 def _add_headers(response):

@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, g
 
 from .auth import require_admin, require_any
 from .payloads import read_json_object, read_optional_json_object
+from .ratelimits import limit_key_changes, limit_reads
 from .schemas import KeyInSchema, TenantInSchema, TenantPatchSchema, key_out, tenant_out
 from .services import tenants as service
 from .validation import load
@@ -67,6 +68,7 @@ def delete_tenant(tenant_id: int):
 
 @bp.post(f"/<{TENANT_ID}:tenant_id>/token")
 @require_any
+@limit_reads
 def issue_token(tenant_id: int):
     token, expires_in = service.token_for(tenant_id, g.principal)
     return {"token": token, "token_type": "Bearer", "expires_in": expires_in}
@@ -74,6 +76,7 @@ def issue_token(tenant_id: int):
 
 @bp.post(f"/<{TENANT_ID}:tenant_id>/keys")
 @require_any
+@limit_key_changes
 def create_key(tenant_id: int):
     fields = load(KeyInSchema(), read_optional_json_object())
     grace = fields.get("grace_seconds", current_app.config["KEY_ROTATION_GRACE_S"])
@@ -83,12 +86,14 @@ def create_key(tenant_id: int):
 
 @bp.get(f"/<{TENANT_ID}:tenant_id>/keys")
 @require_any
+@limit_reads
 def list_keys(tenant_id: int):
     return {"data": key_out.dump(service.list_keys(tenant_id, g.principal), many=True)}
 
 
 @bp.delete(f"/<{TENANT_ID}:tenant_id>/keys/<string(maxlength=200):prefix>")
 @require_any
+@limit_key_changes
 def revoke_key(tenant_id: int, prefix: str):
     service.revoke_key(tenant_id, prefix, g.principal)
     return "", 204

@@ -556,3 +556,72 @@ def test_events_whose_body_comes_after_the_tenant_is_disabled_are_not_stored(
         assert (response.status_code, _error(response)) == (403, "tenant_disabled")
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+
+
+def test_a_key_in_its_grace_sends_events_but_cannot_manage_keys(client, tenant):
+    new = _rotate(client, tenant, grace_seconds=3600).get_json()
+    assert _events_status(client, tenant["api_key"]) == 200
+    for response in (
+        _rotate(client, tenant, grace_seconds=0),
+        client.delete(
+            f"/api/v1/tenants/{tenant['id']}/keys/{new['prefix']}", headers=tenant["headers"]
+        ),
+    ):
+        assert (response.status_code, _error(response)) == (403, "forbidden")
+    assert _events_status(client, new["api_key"]) == 200
+
+
+def test_a_tenant_holds_a_bounded_number_of_usable_keys(make_app):
+    app = make_app(MAX_KEYS_PER_TENANT=2)
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    second = _rotate(client, tenant, grace_seconds=3600).get_json()
+    headers = {"X-API-Key": second["api_key"]}
+    response = _rotate(client, tenant, headers=headers, grace_seconds=3600)
+    assert (response.status_code, _error(response)) == (409, "conflict")
+    assert len(_keys(client, tenant, headers=headers)) == 2
+    assert _rotate(client, tenant, headers=headers, grace_seconds=0).status_code == 201
+
+
+def test_key_changes_are_rate_limited_per_tenant_but_not_for_the_admin(make_app, admin_headers):
+    app = make_app(TENANT_KEY_CHANGES_LIMIT="2/hour")
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    headers = tenant["headers"]
+    for _ in range(2):
+        created = _rotate(client, tenant, headers=headers, grace_seconds=0)
+        assert created.status_code == 201
+        headers = {"X-API-Key": created.get_json()["api_key"]}
+    response = _rotate(client, tenant, headers=headers, grace_seconds=0)
+    assert (response.status_code, _error(response)) == (429, "rate_limited")
+    assert _rotate(client, tenant, headers=admin_headers, grace_seconds=0).status_code == 201
+
+
+def test_the_key_list_keeps_every_usable_key_and_the_latest_inactive_ones(
+    client, admin_headers, tenant, monkeypatch
+):
+    from ingest.services import tenants as service
+
+    monkeypatch.setattr(service, "INACTIVE_KEYS_LISTED", 2)
+    made = [
+        _rotate(client, tenant, headers=admin_headers, grace_seconds=0).get_json() for _ in range(4)
+    ]
+    listed = [key["prefix"] for key in _keys(client, tenant, headers=admin_headers)]
+    assert listed == [made[1]["prefix"], made[2]["prefix"], made[3]["prefix"]]
+
+
+@pytest.mark.parametrize("name", ["ß" * 60, "ﬃ" * 40])
+def test_a_name_too_long_once_case_folded_is_a_validation_error(
+    client, admin_headers, tenant, name
+):
+    response = client.post("/api/v1/tenants", json={"name": name}, headers=admin_headers)
+    assert (response.status_code, _error(response)) == (400, "validation_error")
+    response = _patch(client, admin_headers, tenant, name=name)
+    assert (response.status_code, _error(response)) == (400, "validation_error")
+
+
+@pytest.mark.parametrize("prefix", ["ik_%00", "ik_%C3%A9", "..", "%20"])
+def test_a_prefix_no_key_can_have_is_not_found(client, tenant, prefix):
+    url = f"/api/v1/tenants/{tenant['id']}/keys/{prefix}"
+    response = client.delete(url, headers=tenant["headers"])
+    assert (response.status_code, _error(response)) == (404, "not_found")

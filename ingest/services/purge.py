@@ -71,6 +71,8 @@ def purge_tenant(tenant_id: int) -> int:
         delete_in_batches(
             deliveries, deliveries.c.id, deliveries.c.endpoint_id == endpoint_id, batch
         )
+    keys = ApiKey.__table__
+    delete_in_batches(keys, keys.c.id, keys.c.tenant_id == tenant_id, batch)
     tenants = Tenant.__table__
     with db.engine.begin() as connection:
         # An insert that passed its credential check before the deletion may have landed

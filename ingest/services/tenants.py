@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..auth import PREFIX_LENGTH, Principal, generate_api_key, issue_token, now
@@ -19,6 +20,10 @@ ADMIN = Principal(tenant_id=None)
 
 # A prefix that clashes with another key of the same tenant (54 random bits) is drawn again.
 _KEY_ATTEMPTS = 3
+NAME_KEY_LENGTH = 100
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+\Z")
+# Keys no longer usable that GET …/keys still lists, newest first (usable ones: all).
+INACTIVE_KEYS_LISTED = 50
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,14 @@ def _name_key(name: str) -> str:
     name = name.strip()
     if not name:
         raise ValidationError("The tenant name is blank.", details={"name": ["Must not be blank."]})
-    return name.casefold()
+    folded = name.casefold()
+    if len(folded) > NAME_KEY_LENGTH:
+        # Case folding can lengthen a name ("ß" → "ss"): the stored key has room for 100.
+        raise ValidationError(
+            f"The tenant name is over {NAME_KEY_LENGTH} characters once case-folded.",
+            details={"name": [f"At most {NAME_KEY_LENGTH} characters, case-folded."]},
+        )
+    return folded
 
 
 def _name_taken(name: str) -> Conflict:
@@ -137,15 +149,25 @@ def _refuse_tokens(principal: Principal, what: str) -> None:
 # --- API keys ------------------------------------------------------------------------------
 
 
+def _may_manage_keys(principal: Principal, what: str) -> None:
+    _refuse_tokens(principal, what)
+    if principal.key_expires_at is not None:
+        # A rotation must contain a leaked key: in its grace it may still send events,
+        # but not revoke the new key nor mint one of its own.
+        raise Forbidden(
+            f"{what} take a current key or the admin token: this key is in a rotation's "
+            "grace period."
+        )
+
+
 def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> CreatedKey:
     """A new key; the tenant's other usable keys expire ``grace_seconds`` from now at the latest."""
     tenant = live_tenant(tenant_id, principal)
-    _refuse_tokens(principal, "API keys")
+    _may_manage_keys(principal, "New keys")
     moment = now()
     expiry = moment + timedelta(seconds=grace_seconds)
     for _ in range(_KEY_ATTEMPTS):
         generated = generate_api_key()
-        key = ApiKey(tenant_id=tenant.id, key_hash=generated.digest, prefix=generated.prefix)
         db.session.execute(
             update(ApiKey)
             .where(
@@ -155,41 +177,79 @@ def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> Crea
             )
             .values(expires_at=expiry)
         )
+        _within_key_limit(tenant.id, moment)
+        key = ApiKey(tenant_id=tenant.id, key_hash=generated.digest, prefix=generated.prefix)
         db.session.add(key)
         try:
             db.session.commit()
         except IntegrityError:
+            # A prefix clash, or the tenant purged meanwhile (its foreign key).
             db.session.rollback()
+            live_tenant(tenant_id, principal)
             continue
         _changes().announce(tenant.id)
         return CreatedKey(key=key, api_key=generated.key)
     raise Conflict("Could not draw a key with a free prefix; try again.")
 
 
-def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
-    tenant = live_tenant(tenant_id, principal)
-    return list(
-        db.session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant.id).order_by(ApiKey.id))
+def _usable(moment):
+    return ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > moment)
+
+
+def _within_key_limit(tenant_id: int, moment) -> None:
+    most = current_app.config["MAX_KEYS_PER_TENANT"]
+    usable = db.session.scalar(
+        select(func.count()).where(ApiKey.tenant_id == tenant_id, *_usable(moment))
     )
+    if usable >= most:
+        db.session.rollback()
+        raise Conflict(
+            f"This tenant has {usable} usable keys, the most it may have: revoke one, or "
+            "rotate with a shorter grace_seconds."
+        )
+
+
+def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
+    """Every usable key, and the latest ones that expired or were revoked; oldest first."""
+    tenant = live_tenant(tenant_id, principal)
+    moment = now()
+    mine = select(ApiKey).where(ApiKey.tenant_id == tenant.id)
+    usable = list(db.session.scalars(mine.where(*_usable(moment))))
+    inactive = list(
+        db.session.scalars(
+            mine.where(~and_(*_usable(moment)))
+            .order_by(ApiKey.id.desc())
+            .limit(INACTIVE_KEYS_LISTED)
+        )
+    )
+    return sorted(usable + inactive, key=lambda key: key.id)
 
 
 def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
     """Refused from this moment on every node; sockets that used it are disconnected."""
     tenant = live_tenant(tenant_id, principal)
-    # A token could otherwise revoke every key of its tenant (and lock it out).
-    _refuse_tokens(principal, "Revocations")
+    # A token, or a key in its grace, could otherwise revoke the tenant's new key.
+    _may_manage_keys(principal, "Revocations")
     if len(prefix) > PREFIX_LENGTH:
         raise ValidationError(
             f"Send the key's prefix (its first {PREFIX_LENGTH} characters, as GET …/keys "
             "lists them), not more. If that was a whole key, it has been in a URL: revoke it.",
             details={"prefix": [f"At most {PREFIX_LENGTH} characters."]},
         )
-    key = db.session.scalar(
-        select(ApiKey).where(ApiKey.tenant_id == tenant.id, ApiKey.prefix == prefix)
+    key_id = (
+        db.session.scalar(
+            select(ApiKey.id).where(ApiKey.tenant_id == tenant.id, ApiKey.prefix == prefix)
+        )
+        if _PREFIX.match(prefix)
+        else None
     )
-    if key is None:
+    if key_id is None:
         raise NotFound(f"Tenant {tenant_id} has no key with prefix {prefix!r}.")
-    if key.revoked_at is None:
-        key.revoked_at = now()
-        db.session.commit()
+    # One guarded statement: a purge racing it removes the row, and nothing fails.
+    db.session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
+    db.session.commit()
     _changes().announce(tenant.id)
