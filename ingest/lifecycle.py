@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 
@@ -30,6 +31,9 @@ from .services.purge import run_purge
 
 log = logging.getLogger("ingest.lifecycle")
 
+# How long a change waits for the other nodes to say they have forgotten what they cached.
+ANNOUNCE_WAIT_S = 1.0
+
 
 class CredentialChanges:
     def __init__(self, app: Flask):
@@ -45,18 +49,56 @@ class CredentialChanges:
         )
 
     def announce(self, tenant_id: int) -> None:
-        """After the change is committed: every node stops trusting what it cached."""
+        """After the change is committed: every node stops trusting what it cached.
+
+        Returns once every node listening has acknowledged (or ANNOUNCE_WAIT_S passed):
+        pub/sub alone is asynchronous, and another node accepted a revoked key for
+        10-16 ms after the revocation was answered.
+        """
         self.apply(tenant_id)
-        if self._publisher is not None:
-            try:
-                self._publisher.publish(self._channel, str(tenant_id))
-            except redis.RedisError as error:
-                log.warning(
-                    "could not tell other nodes of tenant %s's new credentials (%s); "
-                    "they follow within CREDENTIAL_CACHE_SECONDS",
-                    tenant_id,
-                    error,
-                )
+        if self._publisher is None:
+            return
+        nonce = secrets.token_hex(8)
+        try:
+            listening = self._publisher.publish(self._channel, f"{tenant_id} {nonce}")
+            acknowledged = self._acknowledgements(nonce, listening)
+        except redis.RedisError as error:
+            log.warning(
+                "could not tell other nodes of tenant %s's new credentials (%s); "
+                "they follow within CREDENTIAL_CACHE_SECONDS",
+                tenant_id,
+                error,
+            )
+            return
+        if acknowledged < listening:
+            log.warning(
+                "%s of %s nodes acknowledged tenant %s's new credentials in %s s; the others "
+                "follow within CREDENTIAL_CACHE_SECONDS",
+                acknowledged,
+                listening,
+                tenant_id,
+                ANNOUNCE_WAIT_S,
+            )
+
+    def _acknowledgements(self, nonce: str, listening: int) -> int:
+        acks, acknowledged = self._ack_key(nonce), 0
+        deadline = time.monotonic() + ANNOUNCE_WAIT_S
+        while acknowledged < listening and (left := deadline - time.monotonic()) > 0:
+            if self._publisher.blpop([acks], timeout=left) is None:
+                break
+            acknowledged += 1
+        self._publisher.delete(acks)
+        return acknowledged
+
+    def _ack_key(self, nonce: str) -> str:
+        return f"{self._channel}-ack:{nonce}"
+
+    def _heard(self, message: bytes) -> None:
+        tenant_id, _, nonce = message.decode().partition(" ")
+        self.apply(int(tenant_id))
+        if nonce:
+            acks = self._ack_key(nonce)
+            self._publisher.pipeline().rpush(acks, 1).expire(acks, 60).execute()
 
     def apply(self, tenant_id: int) -> None:
         self._app.extensions["credential_cache"].forget_tenant(tenant_id)
@@ -68,7 +110,7 @@ class CredentialChanges:
         self._serving = True
         socketio.start_background_task(self._check_sockets_forever)
         if self._redis_url:
-            socketio.start_background_task(self._listen_forever)
+            socketio.start_background_task(self.listen_forever)
 
     def _check_sockets(self) -> None:
         with self._app.app_context():
@@ -86,7 +128,7 @@ class CredentialChanges:
             else:
                 outage.succeeded()
 
-    def _listen_forever(self) -> None:
+    def listen_forever(self) -> None:
         outage = Outage(
             log,
             "not hearing other nodes' credential changes (%s); caches follow within "
@@ -106,8 +148,8 @@ class CredentialChanges:
                     # A timeout, not listen(): each call may send the health check's ping.
                     message = subscription.get_message(timeout=5)
                     if message is not None:
-                        self.apply(int(message["data"]))
-            except (redis.RedisError, OSError, ValueError) as error:
+                        self._heard(message["data"])
+            except (redis.RedisError, OSError, ValueError, UnicodeDecodeError) as error:
                 outage.failed(error)
                 socketio.sleep(1)
 
