@@ -82,7 +82,10 @@ def run(server, database_url: str, quick: bool, seconds: float) -> dict:
     assert deleted.status_code == 202, deleted.text
     during = _paced(server, other["api_key"], seconds)
     still_purging = _status(server, big["id"]) == 200
+    deadline = time.monotonic() + 600
     while _status(server, big["id"]) == 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the purge did not finish in 10 minutes:\n{server.log()[-2000:]}")
         time.sleep(0.5)
     purge_seconds = time.monotonic() - started
     refused = requests.get(
