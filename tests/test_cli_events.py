@@ -179,7 +179,7 @@ def test_export_reads_a_page_at_a_time_and_writes_every_event_in_order(make_app)
 
 @pytest.mark.parametrize(
     ("command", "words"),
-    [("export", "oldest first"), ("import", "rejected"), ("tail", "Ctrl+C")],
+    [("export", "in storage order"), ("import", "rejected"), ("tail", "Ctrl+C")],
 )
 def test_every_events_command_explains_itself(cli, command, words):
     result = cli("events", command, "--help")

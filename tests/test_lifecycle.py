@@ -625,3 +625,19 @@ def test_a_prefix_no_key_can_have_is_not_found(client, tenant, prefix):
     url = f"/api/v1/tenants/{tenant['id']}/keys/{prefix}"
     response = client.delete(url, headers=tenant["headers"])
     assert (response.status_code, _error(response)) == (404, "not_found")
+
+
+def test_the_purge_gives_its_sqlite_connection_back_as_it_found_it(make_app, admin_headers):
+    app = make_app(PURGE_BATCH=2)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("SQLite's per-connection settings; the PostgreSQL pass has nothing to check")
+    client = app.test_client()
+    tenant = create_tenant(client, "acme")
+    post_events(client, tenant, *({"type": "t"} for _ in range(5)))
+    client.delete(f"/api/v1/tenants/{tenant['id']}", headers=admin_headers)
+    with app.app_context():
+        assert run_purge().events_removed == 5
+        with db.engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+            assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000

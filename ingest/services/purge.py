@@ -10,8 +10,10 @@ harmless either way.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +21,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from ..auth import now
-from ..extensions import db, socketio
+from ..extensions import db, green_process, socketio
 from ..models import ApiKey, Event, Tenant, WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger("ingest.purge")
@@ -49,19 +51,64 @@ def _breathe(started: float) -> None:
     socketio.sleep(min(3.0, worked * (1 - DUTY_CYCLE) / DUTY_CYCLE))
 
 
+@contextmanager
+def _purging_connection():
+    """A connection for a run of batches; on SQLite, one whose commits stay short.
+
+    Other tenants' writes wait for each batch's hold of the write lock, and on SQLite
+    most of it was the commit: its fsync (SQLITE_SYNCHRONOUS=FULL), and now and then
+    the automatic WAL checkpoint of the commit that crosses its limit, which a purge,
+    writing the WAL fast, triggers often. A purge batch needs neither: lost in a crash,
+    it is done again by the next pass. So its connection commits with synchronous=NORMAL
+    and without automatic checkpoints, and checkpoints the WAL between batches, after
+    its turn (_checkpoint). Both are set on the driver's connection (not through
+    SQLAlchemy, which would begin a transaction), and put back before it returns to
+    the pool.
+    """
+    with db.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            raw = connection.connection.dbapi_connection
+            raw.execute("PRAGMA synchronous=NORMAL")
+            raw.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            yield connection
+        finally:
+            if sqlite:
+                raw.execute(f"PRAGMA synchronous={current_app.config['SQLITE_SYNCHRONOUS']}")
+                raw.execute("PRAGMA wal_autocheckpoint=1000")
+
+
+def _checkpoint(connection) -> None:
+    """Move the WAL into the database between batches (SQLite), off the hub."""
+    if connection.dialect.name != "sqlite":
+        return
+    checkpoint = functools.partial(
+        connection.connection.dbapi_connection.execute, "PRAGMA wal_checkpoint(PASSIVE)"
+    )
+    if green_process():
+        from eventlet import tpool
+
+        tpool.execute(checkpoint)
+    else:
+        checkpoint()
+
+
 def delete_in_batches(table, key, where, batch: int) -> int:
     """DELETE FROM table WHERE where, ``batch`` rows (by ``key``) per transaction."""
     removed = 0
-    while True:
-        started = time.monotonic()
-        chosen = select(key).where(where).order_by(key).limit(batch)
-        chosen = chosen.with_for_update(skip_locked=True).scalar_subquery()
-        with db.engine.begin() as connection:
-            count = connection.execute(delete(table).where(key.in_(chosen))).rowcount
-        removed += count
-        if count < batch:
-            return removed
-        _breathe(started)
+    with _purging_connection() as connection:
+        while True:
+            started = time.monotonic()
+            chosen = select(key).where(where).order_by(key).limit(batch)
+            chosen = chosen.with_for_update(skip_locked=True).scalar_subquery()
+            with connection.begin():
+                count = connection.execute(delete(table).where(key.in_(chosen))).rowcount
+            removed += count
+            if count < batch:
+                return removed
+            _checkpoint(connection)
+            _breathe(started)
 
 
 def purge_tenant(tenant_id: int) -> int:
@@ -103,24 +150,26 @@ def purge_expired_events(tenant_id: int, cutoff: datetime) -> int:
     """
     batch = _batch()
     removed = 0
-    while True:
-        started = time.monotonic()
-        oldest = (
-            select(events.c.seq)
-            .where(events.c.tenant_id == tenant_id)
-            .order_by(events.c.seq)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        with db.engine.begin() as connection:
-            count = connection.execute(
-                delete(events).where(events.c.seq.in_(oldest), events.c.received_at < cutoff)
-            ).rowcount
-        removed += count
-        if count < batch:
-            return removed
-        _breathe(started)
+    with _purging_connection() as connection:
+        while True:
+            started = time.monotonic()
+            oldest = (
+                select(events.c.seq)
+                .where(events.c.tenant_id == tenant_id)
+                .order_by(events.c.seq)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            with connection.begin():
+                count = connection.execute(
+                    delete(events).where(events.c.seq.in_(oldest), events.c.received_at < cutoff)
+                ).rowcount
+            removed += count
+            if count < batch:
+                return removed
+            _checkpoint(connection)
+            _breathe(started)
 
 
 def _tenants_to_remove() -> list[int]:
