@@ -359,6 +359,9 @@ def reconfirm() -> None:
         raise AuthenticationFailed(HTTP_REFUSALS.invalid)
     if again.disabled:
         raise TenantDisabled(HTTP_REFUSALS.disabled)
+    # What the request may do is judged as of now: its key may have gone into a
+    # rotation's grace meanwhile (and may then no longer make keys).
+    g.principal = again
 
 
 def require_admin(view):

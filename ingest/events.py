@@ -4,7 +4,7 @@ import functools
 
 from flask import Blueprint, current_app, g, request
 
-from .auth import require_tenant
+from .auth import reconfirm, require_tenant
 from .payloads import BatchRejected, read_batch_items, read_json_object
 from .ratelimits import charge_ingest, ensure_ingest_budget, limit_reads
 from .schemas import (
@@ -68,6 +68,7 @@ def create_batch():
         message="Some events in the batch are invalid (details are keyed by index); "
         "nothing was stored.",
     )
+    reconfirm()  # checking a big batch takes a while too
     result = ingest_events(g.tenant_id, items)
     return {
         "accepted": result.accepted,

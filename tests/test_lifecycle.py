@@ -641,3 +641,38 @@ def test_the_purge_gives_its_sqlite_connection_back_as_it_found_it(make_app, adm
             raw = connection.connection.dbapi_connection
             assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
             assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+def test_a_held_rotation_by_a_key_that_went_into_its_grace_meanwhile_is_refused(
+    app, client, admin_headers, tenant
+):
+    def rotated_by_the_owner():
+        app.test_client().post(
+            f"/api/v1/tenants/{tenant['id']}/keys",
+            json={"grace_seconds": 3600},
+            headers=admin_headers,
+        )
+
+    url = f"/api/v1/tenants/{tenant['id']}/keys"
+    response = _held(client, url, tenant["headers"], {"grace_seconds": 0}, rotated_by_the_owner)
+    assert (response.status_code, _error(response)) == (403, "forbidden")
+    statuses = sorted(key["status"] for key in _keys(client, tenant, headers=admin_headers))
+    assert statuses == ["active", "expiring"]  # the owner's new key is untouched
+
+
+def test_a_rotation_whose_key_is_purged_right_after_its_commit_still_answers(
+    app, client, admin_headers, tenant, monkeypatch
+):
+    """The purge of a tenant deleted meanwhile can remove the new row before the answer."""
+    changes = app.extensions["credential_changes"]
+    announce = changes.announce
+
+    def purged_meanwhile(tenant_id):
+        with db.engine.begin() as connection:
+            connection.execute(ApiKey.__table__.delete().where(ApiKey.tenant_id == tenant_id))
+        announce(tenant_id)
+
+    monkeypatch.setattr(changes, "announce", purged_meanwhile)
+    response = _rotate(client, tenant, headers=admin_headers, grace_seconds=0)
+    assert response.status_code == 201
+    assert response.get_json()["status"] == "active"

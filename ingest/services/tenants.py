@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
@@ -35,7 +36,7 @@ class CreatedTenant:
 
 @dataclass(frozen=True)
 class CreatedKey:
-    key: ApiKey
+    key: object  # the new key as the API shows it (KeyOutSchema's fields)
     api_key: str  # shown once, never stored
 
 
@@ -162,7 +163,7 @@ def _may_manage_keys(principal: Principal, what: str) -> None:
 
 def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> CreatedKey:
     """A new key; the tenant's other usable keys expire ``grace_seconds`` from now at the latest."""
-    tenant = live_tenant(tenant_id, principal)
+    live_tenant(tenant_id, principal)
     _may_manage_keys(principal, "New keys")
     moment = now()
     expiry = moment + timedelta(seconds=grace_seconds)
@@ -171,24 +172,41 @@ def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> Crea
         db.session.execute(
             update(ApiKey)
             .where(
-                ApiKey.tenant_id == tenant.id,
+                ApiKey.tenant_id == tenant_id,
                 ApiKey.revoked_at.is_(None),
                 or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > expiry),
             )
             .values(expires_at=expiry)
         )
-        _within_key_limit(tenant.id, moment)
-        key = ApiKey(tenant_id=tenant.id, key_hash=generated.digest, prefix=generated.prefix)
+        _within_key_limit(tenant_id, moment)
+        key = ApiKey(
+            tenant_id=tenant_id,
+            key_hash=generated.digest,
+            prefix=generated.prefix,
+            created_at=moment,
+        )
         db.session.add(key)
         try:
+            db.session.flush()
+            # What the answer shows, taken before the commit: a purge racing it may
+            # remove the row right after, and reading it again would fail.
+            shown = SimpleNamespace(
+                id=key.id,
+                prefix=key.prefix,
+                created_at=moment,
+                last_used_at=None,
+                expires_at=None,
+                revoked_at=None,
+                status_at=lambda _moment: "active",
+            )
             db.session.commit()
         except IntegrityError:
             # A prefix clash, or the tenant purged meanwhile (its foreign key).
             db.session.rollback()
             live_tenant(tenant_id, principal)
             continue
-        _changes().announce(tenant.id)
-        return CreatedKey(key=key, api_key=generated.key)
+        _changes().announce(tenant_id)
+        return CreatedKey(key=shown, api_key=generated.key)
     raise Conflict("Could not draw a key with a free prefix; try again.")
 
 
@@ -227,7 +245,7 @@ def list_keys(tenant_id: int, principal: Principal) -> list[ApiKey]:
 
 def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
     """Refused from this moment on every node; sockets that used it are disconnected."""
-    tenant = live_tenant(tenant_id, principal)
+    live_tenant(tenant_id, principal)
     # A token, or a key in its grace, could otherwise revoke the tenant's new key.
     _may_manage_keys(principal, "Revocations")
     if len(prefix) > PREFIX_LENGTH:
@@ -238,7 +256,7 @@ def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
         )
     key_id = (
         db.session.scalar(
-            select(ApiKey.id).where(ApiKey.tenant_id == tenant.id, ApiKey.prefix == prefix)
+            select(ApiKey.id).where(ApiKey.tenant_id == tenant_id, ApiKey.prefix == prefix)
         )
         if _PREFIX.match(prefix)
         else None
@@ -252,4 +270,4 @@ def revoke_key(tenant_id: int, prefix: str, principal: Principal) -> None:
         .values(revoked_at=now())
     )
     db.session.commit()
-    _changes().announce(tenant.id)
+    _changes().announce(tenant_id)
