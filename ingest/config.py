@@ -224,6 +224,8 @@ def load_config(instance_path: str, env: Mapping[str, str] | None = None) -> dic
         "KEY_USAGE_FLUSH_S": _int(env, "KEY_USAGE_FLUSH_S", 30, minimum=1),
         # Keys a tenant may hold at once that are usable (active, or in a rotation's grace).
         "MAX_KEYS_PER_TENANT": _int(env, "MAX_KEYS_PER_TENANT", 10, minimum=1),
+        # Keys revoked or expired longer ago than this are purged (GET …/keys lists them till then).
+        "KEY_HISTORY_DAYS": _int(env, "KEY_HISTORY_DAYS", 90, minimum=1),
         # Keys made and revoked per tenant (the admin is not limited).
         "TENANT_KEY_CHANGES_LIMIT": _rate(env, "RATELIMIT_KEY_CHANGES", "60/hour"),
         "DEFAULT_RETENTION_DAYS": _int(env, "DEFAULT_RETENTION_DAYS", 0, maximum=36_500) or None,

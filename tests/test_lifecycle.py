@@ -676,3 +676,19 @@ def test_a_rotation_whose_key_is_purged_right_after_its_commit_still_answers(
     response = _rotate(client, tenant, headers=admin_headers, grace_seconds=0)
     assert response.status_code == 201
     assert response.get_json()["status"] == "active"
+
+
+def test_keys_long_out_of_use_are_purged_and_recent_ones_kept(app, client, admin_headers, tenant):
+    made = [
+        _rotate(client, tenant, headers=admin_headers, grace_seconds=0).get_json() for _ in range(2)
+    ]
+    with app.app_context():
+        db.session.execute(
+            update(ApiKey)
+            .where(ApiKey.prefix == tenant["api_key_prefix"])
+            .values(expires_at=datetime.now(UTC) - timedelta(days=91))
+        )
+        db.session.commit()
+        run_purge()
+    listed = [key["prefix"] for key in _keys(client, tenant, headers=admin_headers)]
+    assert listed == [made[0]["prefix"], made[1]["prefix"]]

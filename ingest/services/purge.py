@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from ..auth import now
 from ..extensions import db, green_process, socketio
@@ -194,15 +194,27 @@ def _retention_cutoffs(moment: datetime) -> list[tuple[int, datetime]]:
     ]
 
 
+def purge_old_keys(moment: datetime) -> int:
+    """Keys revoked or expired more than KEY_HISTORY_DAYS ago: rotating adds a row each
+    time, and a tenant rotating all day would otherwise grow its keys without end."""
+    keys = ApiKey.__table__
+    cutoff = moment - timedelta(days=current_app.config["KEY_HISTORY_DAYS"])
+    gone = or_(keys.c.revoked_at < cutoff, keys.c.expires_at < cutoff)
+    return delete_in_batches(keys, keys.c.id, gone, _batch())
+
+
 def run_purge() -> PurgeReport:
-    """One pass: tenants being deleted are removed, then events past retention."""
+    """One pass: tenants being deleted are removed, then events past retention, then keys
+    long out of use."""
     report = PurgeReport()
     for tenant_id in _tenants_to_remove():
         report.events_removed += purge_tenant(tenant_id)
         report.tenants_removed.append(tenant_id)
-    for tenant_id, cutoff in _retention_cutoffs(now()):
+    moment = now()
+    for tenant_id, cutoff in _retention_cutoffs(moment):
         expired = purge_expired_events(tenant_id, cutoff)
         if expired:
             log.info("tenant %s: %s events past retention removed", tenant_id, expired)
         report.events_removed += expired
+    purge_old_keys(moment)
     return report
