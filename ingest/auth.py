@@ -342,6 +342,19 @@ def authenticate() -> Principal:
     return principal
 
 
+def refuse_expiring_key(principal: Principal, what: str) -> None:
+    """Forbidden for a key in its rotation's grace (or a token minted with one).
+
+    A rotation must contain a leaked key: in its grace it may still send and read
+    events, but not make what outlives it (keys, webhook endpoints, their secrets).
+    """
+    if principal.key_expires_at is not None:
+        raise Forbidden(
+            f"{what} take a current key or the admin token: this key is in a rotation's "
+            "grace period."
+        )
+
+
 def reconfirm() -> None:
     """Check a tenant request's credentials again once its body is read, before it writes.
 

@@ -6,7 +6,7 @@ flood of endpoint changes is bounded like a flood of queries.
 
 from flask import Blueprint, g, request
 
-from .auth import require_tenant
+from .auth import refuse_expiring_key, require_tenant
 from .payloads import read_json_object
 from .ratelimits import limit_reads
 from .schemas import (
@@ -31,6 +31,7 @@ ENDPOINT = "string(maxlength=40):endpoint_id"
 @limit_reads
 def create_webhook():
     fields = load(WebhookInSchema(), read_json_object())
+    refuse_expiring_key(g.principal, "New webhook endpoints")
     created = service.create_endpoint(g.tenant_id, fields)
     return {**webhook_out.dump(created.endpoint), "secret": created.secret}, 201
 
@@ -54,6 +55,7 @@ def get_webhook(endpoint_id: str):
 @limit_reads
 def update_webhook(endpoint_id: str):
     fields = load(WebhookPatchSchema(), read_json_object())
+    refuse_expiring_key(g.principal, "Changes to webhook endpoints")
     return webhook_out.dump(service.update_endpoint(g.tenant_id, endpoint_id, fields))
 
 
@@ -69,6 +71,7 @@ def delete_webhook(endpoint_id: str):
 @require_tenant
 @limit_reads
 def rotate_secret(endpoint_id: str):
+    refuse_expiring_key(g.principal, "New webhook secrets")
     return {"secret": service.rotate_secret(g.tenant_id, endpoint_id)}
 
 

@@ -692,3 +692,21 @@ def test_keys_long_out_of_use_are_purged_and_recent_ones_kept(app, client, admin
         run_purge()
     listed = [key["prefix"] for key in _keys(client, tenant, headers=admin_headers)]
     assert listed == [made[0]["prefix"], made[1]["prefix"]]
+
+
+def test_a_key_in_its_grace_cannot_make_or_change_webhooks(client, admin_headers, tenant):
+    created = client.post(
+        "/api/v1/webhooks", json={"url": "https://example.com/a"}, headers=tenant["headers"]
+    ).get_json()
+    _rotate(client, tenant, headers=admin_headers, grace_seconds=3600)
+    endpoint = f"/api/v1/webhooks/{created['id']}"
+    for response in (
+        client.post(
+            "/api/v1/webhooks", json={"url": "https://example.com/b"}, headers=tenant["headers"]
+        ),
+        client.patch(endpoint, json={"url": "https://example.com/c"}, headers=tenant["headers"]),
+        client.post(f"{endpoint}/rotate-secret", headers=tenant["headers"]),
+    ):
+        assert (response.status_code, _error(response)) == (403, "forbidden")
+    listed = client.get("/api/v1/webhooks", headers=tenant["headers"]).get_json()["data"]
+    assert [e["url"] for e in listed] == ["https://example.com/a"]

@@ -11,7 +11,14 @@ from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..auth import PREFIX_LENGTH, Principal, generate_api_key, issue_token, now
+from ..auth import (
+    PREFIX_LENGTH,
+    Principal,
+    generate_api_key,
+    issue_token,
+    now,
+    refuse_expiring_key,
+)
 from ..errors import Conflict, Forbidden, NotFound, ValidationError
 from ..extensions import db
 from ..models import ApiKey, Tenant
@@ -152,13 +159,7 @@ def _refuse_tokens(principal: Principal, what: str) -> None:
 
 def _may_manage_keys(principal: Principal, what: str) -> None:
     _refuse_tokens(principal, what)
-    if principal.key_expires_at is not None:
-        # A rotation must contain a leaked key: in its grace it may still send events,
-        # but not revoke the new key nor mint one of its own.
-        raise Forbidden(
-            f"{what} take a current key or the admin token: this key is in a rotation's "
-            "grace period."
-        )
+    refuse_expiring_key(principal, what)
 
 
 def create_key(tenant_id: int, principal: Principal, grace_seconds: int) -> CreatedKey:
