@@ -68,7 +68,9 @@ def create_batch():
         message="Some events in the batch are invalid (details are keyed by index); "
         "nothing was stored.",
     )
-    reconfirm()  # checking a big batch takes a while too
+    # Once its body is read and checked (both may take a while): credentials revoked
+    # meanwhile store nothing (read_json_object does the same for single events).
+    reconfirm()
     result = ingest_events(g.tenant_id, items)
     return {
         "accepted": result.accepted,

@@ -268,7 +268,6 @@ def read_batch_items(max_events: int, max_item_bytes: int) -> list:
         items = _read_ndjson(max_events, max_item_bytes)
     else:
         items = _read_json_batch(max_events, max_item_bytes)
-    reconfirm()  # the body may have taken minutes to come
     if not 1 <= len(items) <= max_events:
         raise _too_many(len(items), max_events, more=False)
     return items
