@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import jwt
 from cachetools import TTLCache
@@ -19,7 +19,7 @@ from limits import parse as parse_rate_limit
 
 from . import extensions
 from .errors import AuthenticationFailed, Forbidden, RateLimited, TenantDisabled
-from .models import ApiKey, Tenant
+from .models import ApiKey, Tenant, utcnow
 from .ratelimits import retry_after
 
 API_KEY_PREFIX = "ik_"
@@ -65,9 +65,8 @@ def generate_api_key() -> NewApiKey:
     return NewApiKey(key=key, prefix=key[:PREFIX_LENGTH], digest=hash_api_key(key))
 
 
-def now() -> datetime:
-    """The time credentials are judged at (tests move it with time-machine)."""
-    return datetime.now(UTC)
+# The time credentials are judged at: the models' clock (tests move it with time-machine).
+now = utcnow
 
 
 def issue_token(tenant_id: int, key_id: int | None = None) -> tuple[str, int]:
